@@ -1,0 +1,1 @@
+"""Dataset conversion tools (`hccr-data`): LMDB packing, pen rendering, synthetic handwriting."""

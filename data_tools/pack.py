@@ -1,0 +1,377 @@
+"""Pack CASIA-HWDB `.gnt` / OLHWDB `.pot` files into a normalised hccr LMDB.
+
+The main process checks each file's record framing (size fields only), then a pool of workers
+parses, normalises and compresses chunks of records while the main process writes them in
+order. Output is atomic: an interrupted or failed pack leaves no LMDB behind. Every record read
+is either written or counted under a skip reason, and the counts are stored in the metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from data_tools.render import render_strokes
+from hccr.casia import CasiaFormatError, iter_gnt, iter_pot, scan_records
+from hccr.charset import Charset
+from hccr.lmdb_format import LmdbWriter, encode_sample
+from hccr.preprocess import (
+    NORM_METHODS,
+    EmptyImageError,
+    NormConfig,
+    ink_from_white_background,
+    normalize,
+)
+
+CASIA_SUFFIXES = (".gnt", ".pot")
+CHUNK_RECORDS = 512  # records per work item: big enough to amortise pickling, small for balance
+MAX_SKIP_EXAMPLES = 100  # skipped records listed in the metadata (all of them go to --report)
+
+
+@dataclass(frozen=True)
+class PackOptions:
+    norm: NormConfig
+    charset: Charset
+    pen_width: float = 0.035  # .pot pen diameter relative to the character box (matches scans)
+    skip_bad: bool = False
+
+
+@dataclass
+class SourceStats:
+    """What happened to the records of one source file."""
+
+    writer: int
+    records: int = 0
+    written: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "writer": self.writer,
+            "records": self.records,
+            "written": self.written,
+            "skipped": dict(self.skipped),
+        }
+
+
+def find_sources(paths: list[str | Path]) -> list[Path]:
+    """Files and folders -> sorted CASIA files; folders are searched recursively."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(
+                f for f in p.rglob("*") if f.suffix.lower() in CASIA_SUFFIXES and f.is_file()
+            )
+            if not inside:
+                raise FileNotFoundError(f"{p}: no .gnt or .pot files in this folder")
+            found.extend(inside)
+        elif p.is_file():
+            if p.suffix.lower() not in CASIA_SUFFIXES:
+                raise ValueError(f"{p}: not a CASIA file (expected .gnt or .pot)")
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return found
+
+
+def writer_id(path: Path) -> int:
+    """CASIA names files by writer (`1001-c.gnt`, `001.pot`): the first number in the name, or -1."""
+    m = re.search(r"\d+", path.stem)
+    return int(m.group()) if m else -1
+
+
+def parse_writer_ranges(spec: str) -> set[int]:
+    """`1001-1240,1300` -> the set of writer ids."""
+    ids: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise ValueError(f"bad --writers range {part!r}; expected e.g. 1001-1240,1300")
+        lo = int(m.group(1))
+        hi = int(m.group(2) or lo)
+        if hi < lo:
+            raise ValueError(f"bad --writers range {part!r}: end before start")
+        ids.update(range(lo, hi + 1))
+    return ids
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    path: Path
+    start: int  # byte offset of the first record
+    count: int
+    writer: int
+
+
+def _plan_chunks(path: Path, skip_bad: bool, stats: SourceStats) -> Iterator[_Chunk]:
+    """Checks framing and cuts the file into chunks. A framing error ends the file: with
+    `skip_bad` the rest is reported as one skip, otherwise the error propagates."""
+    start, count = None, 0
+    try:
+        for offset in scan_records(path):
+            if start is None:
+                start = offset
+            count += 1
+            if count == CHUNK_RECORDS:
+                yield _Chunk(path, start, count, stats.writer)
+                start, count = None, 0
+    except CasiaFormatError as e:
+        if not skip_bad:
+            raise
+        stats.skipped[f"corrupt framing, rest of file skipped: {e.reason}"] += 1
+    if count:
+        yield _Chunk(path, start, count, stats.writer)
+
+
+_worker_options: PackOptions | None = None
+
+
+def _init_worker(options: PackOptions) -> None:
+    global _worker_options
+    _worker_options = options
+
+
+def _pack_chunk(chunk: _Chunk) -> tuple[list[tuple[bytes, int]], list[tuple[int, str, str]]]:
+    """Worker: records of one chunk -> (encoded values with labels, skipped (offset, tag, reason))."""
+    opts = _worker_options
+    is_pot = chunk.path.suffix.lower() == ".pot"
+    values: list[tuple[bytes, int]] = []
+    skipped: list[tuple[int, str, str]] = []
+    reader = iter_pot if is_pot else iter_gnt
+    records = reader(chunk.path, chunk.start, chunk.count)
+    while True:
+        try:
+            rec = next(records)
+        except StopIteration:
+            break
+        except CasiaFormatError as e:
+            if not opts.skip_bad:
+                raise
+            skipped.append((e.offset, "", f"bad record: {e.reason}"))
+            # framing was checked in the main process, so the next record starts where it said
+            records = _resume_after(reader, chunk, e.offset, len(values) + len(skipped))
+            continue
+        tag = rec.code.hex()
+        if rec.char is None:
+            skipped.append((rec.offset, tag, "tag code is not a GBK character"))
+            continue
+        if rec.char not in opts.charset:
+            skipped.append((rec.offset, rec.char, f"not in charset {opts.charset.name}"))
+            continue
+        try:
+            ink = (
+                render_strokes(rec.strokes, opts.pen_width)
+                if is_pot
+                else ink_from_white_background(rec.bitmap)
+            )
+            image = normalize(ink, opts.norm)
+        except (EmptyImageError, ValueError) as e:
+            if not opts.skip_bad:
+                raise CasiaFormatError(chunk.path, rec.offset, f"{rec.char}: {e}") from None
+            skipped.append((rec.offset, rec.char, f"bad record: {e}"))
+            continue
+        label = opts.charset.index(rec.char)
+        values.append((encode_sample(image, label, chunk.writer), label))
+    return values, skipped
+
+
+def _resume_after(reader, chunk: _Chunk, bad_offset: int, done: int):  # type: ignore[no-untyped-def]
+    offsets = scan_records(chunk.path, bad_offset)
+    next(offsets)  # the bad record itself
+    remaining = chunk.count - done
+    nxt = next(offsets, None)
+    if nxt is None or remaining <= 0:
+        return iter(())
+    return reader(chunk.path, nxt, remaining)
+
+
+def _seen_chars(paths: list[Path]) -> set[str]:
+    chars: set[str] = set()
+    for path in paths:
+        reader = iter_pot if path.suffix.lower() == ".pot" else iter_gnt
+        chars.update(r.char for r in reader(path) if r.char is not None)
+    return chars
+
+
+def pack(
+    sources: list[Path],
+    out: Path,
+    options: PackOptions,
+    workers: int = 1,
+    overwrite: bool = False,
+    report: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Packs `sources` into the LMDB `out`; returns its metadata."""
+    stats = {p: SourceStats(writer_id(p)) for p in sources}
+    examples: list[dict[str, Any]] = []
+    report_file = open(report, "w", encoding="utf-8") if report else None  # noqa: SIM115
+    chunks = [c for p in sources for c in _plan_chunks(p, options.skip_bad, stats[p])]
+    total = sum(c.count for c in chunks)
+    pool = mp.get_context("fork").Pool(workers, _init_worker, (options,)) if workers > 1 else None
+    try:
+        with LmdbWriter(out, overwrite=overwrite) as writer:
+            if pool is None:
+                _init_worker(options)
+                results = map(_pack_chunk, chunks)
+            else:
+                results = pool.imap(_pack_chunk, chunks)
+            bar = tqdm(
+                total=total,
+                unit="rec",
+                desc=f"pack {out.name}",
+                disable=not progress,
+                file=sys.stderr,
+            )
+            for chunk, (values, skipped) in zip(chunks, results, strict=True):
+                st = stats[chunk.path]
+                st.records += chunk.count
+                st.written += len(values)
+                for value, label in values:
+                    writer.add_encoded(value, label)
+                for offset, tag, reason in skipped:
+                    st.skipped[reason] += 1
+                    item = {
+                        "source": str(chunk.path),
+                        "offset": offset,
+                        "tag": tag,
+                        "reason": reason,
+                    }
+                    if len(examples) < MAX_SKIP_EXAMPLES:
+                        examples.append(item)
+                    if report_file:
+                        report_file.write(json.dumps(item, ensure_ascii=False) + "\n")
+                bar.update(chunk.count)
+            bar.close()
+            skipped_total = Counter()
+            for st in stats.values():
+                skipped_total.update(st.skipped)
+            meta = {
+                "kind": "casia",
+                "charset_name": options.charset.name,
+                "charset": list(options.charset.chars),
+                "num_classes": len(options.charset),
+                "image_size": options.norm.size,
+                "norm": options.norm.to_dict(),
+                "ink": "bright",
+                "pen_width": options.pen_width,
+                "sources": {str(p): st.to_dict() for p, st in stats.items()},
+                "records": sum(st.records for st in stats.values()),
+                "skipped": dict(skipped_total),
+                "skipped_examples": examples,
+                "writers": sorted({st.writer for st in stats.values()}),
+            }
+            written = sum(st.written for st in stats.values())
+            counted = written + sum(skipped_total.values())
+            # every record read is written or skipped with a reason: say so, or refuse to finish
+            framing = sum(n for r, n in skipped_total.items() if r.startswith("corrupt framing"))
+            if counted - framing != meta["records"]:
+                raise RuntimeError(
+                    f"{out}: {meta['records']} records read but {counted - framing} accounted for"
+                )
+            if written == 0:
+                raise ValueError(
+                    f"{out}: no record of the sources is in charset {options.charset.name}"
+                )
+            writer.finish(meta)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        if report_file:
+            report_file.close()
+    meta["num_samples"] = written
+    return meta
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help=".gnt/.pot files or folders (searched recursively)",
+    )
+    parser.add_argument("-o", "--out", required=True, type=Path, help="output LMDB folder")
+    parser.add_argument("--size", type=int, default=64, help="normalised image side (default: 64)")
+    parser.add_argument(
+        "--norm", default="moment", choices=NORM_METHODS, help="normalisation (default: moment)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: all cores)",
+    )
+    parser.add_argument(
+        "--charset",
+        default="gb1",
+        help="gb1 (GB2312 level 1, 3,755 classes), seen (classes in the sources), or a file",
+    )
+    parser.add_argument(
+        "--writers", help="keep only these writer ids, e.g. 1001-1240,1300 (from file names)"
+    )
+    parser.add_argument(
+        "--pen-width",
+        type=float,
+        default=0.035,
+        help=".pot pen width, fraction of the character box",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="skip corrupt records (and report them) instead of stopping",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="write every skipped record as JSON lines to this file"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="replace OUT if it exists",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="progress bar on stderr",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = find_sources(args.sources)
+    if args.writers:
+        keep = parse_writer_ranges(args.writers)
+        sources = [p for p in sources if writer_id(p) in keep]
+        if not sources:
+            raise ValueError(f"no source file has a writer id in {args.writers}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    seen = _seen_chars(sources) if args.charset == "seen" else None
+    charset = Charset.from_spec(args.charset, seen)
+    options = PackOptions(
+        NormConfig(size=args.size, method=args.norm), charset, args.pen_width, args.skip_bad
+    )
+    meta = pack(
+        sources, args.out, options, args.workers, args.overwrite, args.report, args.progress
+    )
+    print(
+        f"{args.out}: {meta['num_samples']} samples of {meta['records']} records, "
+        f"{meta['num_classes']} classes, {len(sources)} files",
+        file=sys.stderr,
+    )
+    for reason, n in sorted(meta["skipped"].items(), key=lambda kv: -kv[1]):
+        print(f"  skipped {n}: {reason}", file=sys.stderr)
+    return 0

@@ -1,0 +1,77 @@
+"""The `hccr` command: one subcommand per module in `hccr.commands`.
+
+Each command module exposes `add_arguments(parser)` and `run(args) -> int`; its docstring's
+first line is the subcommand's help. Expected failures (bad files, mismatched bundles) are
+`ValueError` / `OSError` subclasses and become one line on stderr with a non-zero exit;
+set HCCR_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from hccr import __version__
+
+# verb -> module; imported lazily so `hccr recognize` does not pay for what `hccr train` needs
+COMMANDS = {
+    "train": "hccr.commands.train",
+    "distill": "hccr.commands.distill",
+    "compress": "hccr.commands.compress",
+    "eval": "hccr.commands.evaluate",
+    "profile": "hccr.commands.profile",
+    "export": "hccr.commands.export",
+    "recognize": "hccr.commands.recognize",
+    "demo": "hccr.commands.demo",
+}
+
+
+def build_parser(prog: str, commands: dict[str, str]) -> argparse.ArgumentParser:
+    """Builds a parser with one subparser per importable command module."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for verb, module_name in commands.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue  # command not built yet
+        doc = (module.__doc__ or "").strip()
+        summary = doc.splitlines()[0] if doc else ""
+        p = sub.add_parser(
+            verb,
+            help=summary,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:
+    """Parses argv and runs the chosen command, turning expected errors into one line."""
+    args = build_parser(prog, commands).parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:
+        if os.environ.get("HCCR_DEBUG"):
+            raise
+        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("hccr", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""`LmdbDataset`: normalised samples from an hccr LMDB, and the training-time augmentation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from hccr.charset import Charset
+from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
+from hccr.preprocess import NormConfig
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class LmdbDataset(Dataset):
+    """Samples of an hccr LMDB as (uint8 tensor (1, S, S), class index).
+
+    The LMDB environment is opened lazily in each process: an Environment opened in `__init__`
+    and inherited by DataLoader workers breaks under spawn and segfaults after fork.
+    """
+
+    def __init__(self, path: str | Path, transform: Transform | None = None) -> None:
+        self.path = Path(path)
+        self.meta: dict[str, Any] = read_meta(self.path)
+        self.transform = transform
+        self.image_size: int = int(self.meta["image_size"])
+        self.norm = NormConfig.from_dict(self.meta["norm"])
+        self.charset = Charset(
+            self.meta["charset"], name=str(self.meta.get("charset_name", "lmdb"))
+        )
+        self._len = int(self.meta["num_samples"])
+        self._env: lmdb.Environment | None = None
+        self._pid: int | None = None
+
+    @property
+    def env(self) -> lmdb.Environment:
+        if self._env is None or self._pid != os.getpid():  # DataLoader workers fork: reopen in each
+            self._env = open_lmdb(self.path)
+            self._pid = os.getpid()
+        return self._env
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_env"] = None  # never pickle an open environment into a spawned worker
+        return state
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label, _ = self.read(index)
+        x = torch.from_numpy(image.copy()).unsqueeze(0)  # (1, S, S) uint8
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, label
+
+    def read(self, index: int) -> tuple[Any, int, int]:
+        """The raw sample: ((S, S) uint8 array, label, writer id)."""
+        if not 0 <= index < self._len:
+            raise IndexError(f"{self.path}: sample {index} out of range 0..{self._len - 1}")
+        with self.env.begin(buffers=True) as txn:
+            value = txn.get(sample_key(index))
+            if value is None:
+                raise KeyError(f"{self.path}: sample {index} is missing")
+            return decode_sample(bytes(value), self.image_size)
+
+    def labels(self) -> list[int]:
+        """All labels in index order (one pass over the database)."""
+        out = []
+        with self.env.begin(buffers=True) as txn:
+            for i in range(self._len):
+                out.append(int.from_bytes(bytes(txn.get(sample_key(i))[:4]), "little", signed=True))
+        return out
+
+
+class StrokeWidthJitter(torch.nn.Module):
+    """Thickens (dilation) or thins (erosion) ink by one pixel with probability `p` each."""
+
+    def __init__(self, p: float = 0.3) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (1, S, S) uint8
+        r = float(torch.rand(()))
+        if r >= 2 * self.p:
+            return x
+        f = x.float().unsqueeze(0)  # (1, 1, S, S)
+        if r < self.p:
+            f = F.max_pool2d(f, 3, stride=1, padding=1)
+        else:
+            f = -F.max_pool2d(-f, 3, stride=1, padding=1)
+        return f.squeeze(0).to(torch.uint8)
+
+
+def train_augment(size: int, strength: float = 1.0) -> Transform:
+    """Writer-like variation on normalised uint8 samples: affine, elastic, stroke width.
+
+    `strength` scales every range; 0 disables augmentation.
+    """
+    if strength <= 0:
+        return v2.Identity()
+    s = strength
+    return v2.Compose(
+        [
+            v2.RandomApply(
+                [
+                    v2.RandomAffine(
+                        degrees=8 * s,
+                        translate=(0.06 * s, 0.06 * s),
+                        scale=(1 - 0.12 * s, 1 + 0.08 * s),
+                        shear=(-12 * s, 12 * s, -5 * s, 5 * s),
+                    )
+                ],
+                p=0.8,
+            ),
+            v2.RandomApply(
+                [v2.ElasticTransform(alpha=8.0 * size / 64 * s, sigma=4.0 * size / 64)], p=0.3
+            ),
+            StrokeWidthJitter(p=0.2),
+        ]
+    )

@@ -1,0 +1,247 @@
+"""Character normalisation: the one place where pixels become model input.
+
+Packing (`hccr-data pack`, `hccr-data synth`) and inference (`Recognizer`, the demo) both call
+`normalize`, and every LMDB and bundle records its `NormConfig`, so training and inference cannot
+disagree. Images are "ink maps": uint8, background 0, ink bright.
+
+Moment normalisation follows C.-L. Liu et al., "Handwritten digit recognition: investigation of
+normalization and feature extraction techniques", Pattern Recognition 37(2), 2004: the centroid
+goes to the centre of the box and the character is scaled so that 4 standard deviations of its
+ink distribution fill the box, which is robust to stray strokes and long tails that make the
+bounding box (linear normalisation) jumpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+NORM_METHODS = ("moment", "linear")
+_MAX_INPUT_SIDE = (
+    512  # larger inputs are shrunk first: a 64x64 target gains nothing from more pixels
+)
+
+
+class EmptyImageError(ValueError):
+    """An image with no ink to recognise."""
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """How a character image is mapped into the model's S x S input."""
+
+    size: int = 64  # side of the normalised image (S)
+    method: str = "moment"  # "moment" (centroid + second moments) or "linear" (bounding box)
+    margin: int = 4  # blank pixels kept on each side at size 64; scaled with `size`
+    moment_span: float = 4.0  # moment box side = span * std of ink along each axis (Liu 2004)
+    stretch: bool = (
+        True  # scale grey levels so strong ink is 255: scans (ink 70..250) look like pen input
+    )
+    ink_threshold: int = 24  # ink below this level is background noise when cropping
+
+    def __post_init__(self) -> None:
+        if self.method not in NORM_METHODS:
+            raise ValueError(
+                f"unknown normalisation {self.method!r}; known: {', '.join(NORM_METHODS)}"
+            )
+        if not 8 <= self.size <= 512:
+            raise ValueError(f"image size {self.size} out of range 8..512")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NormConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown normalisation settings: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def ink_from_white_background(grey: np.ndarray) -> np.ndarray:
+    """Dark-on-light grey (e.g. a `.gnt` bitmap) -> ink map: inverted, background level removed."""
+    ink = 255 - grey
+    return _remove_background(ink)
+
+
+def _histogram_level(values: np.ndarray, fraction: float, low: int = 0) -> int:
+    """The grey level below which `fraction` of the pixels >= `low` lie (a fast percentile)."""
+    counts = np.bincount(values.ravel(), minlength=256)[low:]
+    cum = np.cumsum(counts)
+    return low + int(np.searchsorted(cum, fraction * cum[-1]))
+
+
+def _remove_background(ink: np.ndarray) -> np.ndarray:
+    # The median pixel is background in a character image (ink covers well under half of it).
+    background = _histogram_level(ink, 0.5)
+    if background == 0:
+        return ink
+    return cv2.subtract(ink, background)  # saturates at 0
+
+
+def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Any grey/RGB/RGBA/palette image, either polarity -> (H, W) uint8 ink map.
+
+    Transparent pixels are background whatever their colour (a canvas' transparent layer), so
+    with an alpha channel the ink is alpha times the contrast of the opaque pixels.
+    """
+    if isinstance(image, Image.Image):
+        image = _pil_to_array(image)
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"expected a grey, RGB or RGBA image, got an array of shape {arr.shape}")
+    if arr.size == 0 or min(arr.shape[:2]) < 2:
+        raise EmptyImageError(
+            f"image of size {arr.shape[1]}x{arr.shape[0]} has no room for a character"
+        )
+    if arr.dtype != np.uint8:
+        arr = _to_uint8(arr)
+    arr = _shrink(arr)
+    if arr.ndim == 2:
+        return _polarity_ink(arr)
+    grey = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    if arr.shape[2] == 3:
+        return _polarity_ink(grey)
+    alpha = arr[:, :, 3]
+    if int(alpha.min()) >= 250:  # opaque RGBA: treat as RGB
+        return _polarity_ink(grey)
+    opaque = alpha > 127
+    # Ink colour = the opaque pixels; dark ink contributes (255 - grey), light ink grey.
+    dark_ink = not opaque.any() or float(np.median(grey[opaque])) < 128
+    contrast = 255 - grey if dark_ink else grey
+    return ((contrast.astype(np.uint16) * alpha) // 255).astype(np.uint8)
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode in ("LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+    elif image.mode in ("I", "I;16", "F", "1", "CMYK", "YCbCr", "HSV", "LAB"):
+        image = (
+            image.convert("L") if image.mode in ("1", "I", "I;16", "F") else image.convert("RGB")
+        )
+    return np.asarray(image)
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    arr = arr.astype(np.float32)
+    top = float(arr.max()) if arr.size else 1.0
+    if top <= 1.0:  # float images in [0, 1]
+        arr = arr * 255.0
+    elif top > 255.0:  # 16-bit
+        arr = arr * (255.0 / top)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def _shrink(arr: np.ndarray) -> np.ndarray:
+    h, w = arr.shape[:2]
+    side = max(h, w)
+    if side <= _MAX_INPUT_SIDE:
+        return arr
+    scale = _MAX_INPUT_SIDE / side
+    size = (max(2, round(w * scale)), max(2, round(h * scale)))
+    return cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+
+
+def _polarity_ink(grey: np.ndarray) -> np.ndarray:
+    # Light background when the median (background) pixel is light: dark-on-light, invert it.
+    if np.median(grey) >= 128:
+        return ink_from_white_background(grey)
+    return _remove_background(grey)
+
+
+def normalize(ink: np.ndarray, cfg: NormConfig) -> np.ndarray:
+    """Ink map -> (S, S) uint8: crop to ink, scale preserving aspect ratio, centre.
+
+    Raises:
+        EmptyImageError: when no pixel reaches `cfg.ink_threshold`.
+    """
+    if ink.ndim != 2:
+        raise ValueError(f"expected a 2-D ink map, got shape {ink.shape}")
+    mask = (ink >= cfg.ink_threshold).view(np.uint8)
+    x0, y0, w, h = cv2.boundingRect(mask)
+    if w == 0:
+        raise EmptyImageError("no ink in image")
+    crop = ink[y0 : y0 + h, x0 : x0 + w]
+    if cfg.stretch:
+        crop = _stretch(crop, cfg.ink_threshold)
+
+    S = cfg.size
+    margin = cfg.margin * S / 64
+    inner = S - 2 * margin
+    bbox_scale = inner / max(h, w)
+    if cfg.method == "linear":
+        scale = bbox_scale
+        cy, cx = h / 2, w / 2
+    else:
+        cy, cx, sy, sx = _moments(crop)
+        # At most the scale that fills the box up to half the margin: a wide character then
+        # spills into the margin instead of losing strokes off the edge.
+        scale = min(inner / (cfg.moment_span * max(sy, sx, 1e-3)), (S - margin) / max(h, w))
+        # centroid to the centre, but slid back where that would push ink past half the margin
+        cx = _clamp_centre(cx, w, scale, S, margin / 2)
+        cy = _clamp_centre(cy, h, scale, S, margin / 2)
+    # (2, 3) affine: scale about the centre point, which lands at the image centre
+    matrix = np.array([[scale, 0, S / 2 - scale * cx], [0, scale, S / 2 - scale * cy]], np.float32)
+    if scale < 0.5:
+        # warpAffine samples, it does not average: area-resize first to avoid aliasing thin strokes
+        small = cv2.resize(
+            crop, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
+        fy, fx = small.shape[0] / h, small.shape[1] / w
+        matrix[0, 0], matrix[1, 1] = scale / fx, scale / fy
+        crop = small
+    return cv2.warpAffine(crop, matrix, (S, S), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def _clamp_centre(c: float, extent: int, scale: float, S: int, inset: float) -> float:
+    # The ink spans [0, extent) in crop coordinates and lands on [S/2 - scale*c, ...).
+    half = (S / 2 - inset) / scale
+    lo = half  # the largest c that keeps the crop's start `inset` inside the image
+    hi = extent - half  # the smallest c that keeps its end `inset` inside the image
+    if lo >= hi:
+        return min(max(c, hi), lo)
+    return (lo + hi) / 2  # the ink is larger than the image at this scale: centre it
+
+
+def _stretch(crop: np.ndarray, threshold: int) -> np.ndarray:
+    # 90th percentile of the ink pixels -> 255: the strong ink saturates whatever the scanner's
+    # contrast, the soft edges stay grey.
+    level = _histogram_level(crop, 0.9, low=threshold)
+    if level >= 250:
+        return crop
+    lut = np.clip(np.arange(256, dtype=np.float32) * (255.0 / max(level, 1.0)), 0, 255).astype(
+        np.uint8
+    )
+    return cv2.LUT(crop, lut)
+
+
+def _moments(crop: np.ndarray) -> tuple[float, float, float, float]:
+    m = cv2.moments(crop, binaryImage=False)  # raw and central moments of the grey levels
+    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    sx, sy = np.sqrt(m["mu20"] / m["m00"]), np.sqrt(m["mu02"] / m["m00"])
+    # + 0.5: cv2 places pixel centres at integer coordinates, the affine map at half-integers
+    return cy + 0.5, cx + 0.5, float(sy), float(sx)
+
+
+def preprocess(image: Image.Image | np.ndarray, cfg: NormConfig) -> np.ndarray:
+    """Any image -> the normalised (S, S) uint8 ink map the model sees."""
+    return normalize(to_ink(image), cfg)
+
+
+def to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ink maps (B, 1, S, S) or (1, S, S) -> float in [0, 1], the models' input."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    return images.float().div_(255.0)
