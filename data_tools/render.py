@@ -54,8 +54,9 @@ def render_strokes(
     line = cv2.LINE_AA if antialias else cv2.LINE_8
     # all points mapped at once, then cut back into strokes
     fixed = np.round(((points - lo) * scale + offset) * (1 << _SHIFT)).astype(np.int32)
-    bounds = np.cumsum([len(s) for s in strokes])[:-1]
-    for i, xy in enumerate(np.split(fixed, bounds)):
+    ends = np.cumsum([len(s) for s in strokes]).tolist()
+    for i, (a, b) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
+        xy = fixed[a:b]
         level = int(levels[i]) if levels is not None else 255
         if len(xy) == 1 or (xy == xy[0]).all():
             radius = max(1, thickness // 2) << _SHIFT

@@ -88,8 +88,8 @@ def _remove_background(ink: np.ndarray) -> np.ndarray:
 def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     """Any grey/RGB/RGBA/palette image, either polarity -> (H, W) uint8 ink map.
 
-    Transparent pixels are background whatever their colour (a canvas' transparent layer), so
-    with an alpha channel the ink is alpha times the contrast of the opaque pixels.
+    Transparent pixels are background whatever their colour (a canvas' transparent layer): an
+    image with alpha is composited over white, or over black where its ink is light.
     """
     if isinstance(image, Image.Image):
         image = _pil_to_array(image)
@@ -110,14 +110,14 @@ def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
     if arr.shape[2] == 3:
         return _polarity_ink(grey)
-    alpha = arr[:, :, 3]
-    if int(alpha.min()) >= 250:  # opaque RGBA: treat as RGB
-        return _polarity_ink(grey)
-    opaque = alpha > 127
-    # Ink colour = the opaque pixels; dark ink contributes (255 - grey), light ink grey.
-    dark_ink = not opaque.any() or float(np.median(grey[opaque])) < 128
-    contrast = 255 - grey if dark_ink else grey
-    return ((contrast.astype(np.uint16) * alpha) // 255).astype(np.uint8)
+    alpha = arr[:, :, 3].astype(np.uint16)
+    # Composite over white (dark ink on a transparent canvas); if that leaves no ink, the ink was
+    # light, so composite over black instead.
+    over_white = ((grey * alpha + 255 * (255 - alpha)) // 255).astype(np.uint8)
+    ink = _polarity_ink(over_white)
+    if int(ink.max()) >= 24:
+        return ink
+    return _polarity_ink(((grey * alpha) // 255).astype(np.uint8))
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:

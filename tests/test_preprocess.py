@@ -60,7 +60,13 @@ def test_polarity_alpha_and_palette_inputs_agree():
     dark_on_light = Image.fromarray(255 - ink)
     rgba = np.zeros((*ink.shape, 4), np.uint8)  # black ink on a transparent canvas
     rgba[..., 3] = ink
+    # opaque white paper with a few fully transparent pixels (seen in converted HWDB PNGs)
+    paper = np.dstack(
+        [np.repeat((255 - ink)[..., None], 3, axis=2), np.full(ink.shape, 255, np.uint8)]
+    )
+    paper[:5, :5, 3] = 0
     for image in (
+        Image.fromarray(paper),
         dark_on_light,
         dark_on_light.convert("RGB"),
         dark_on_light.convert("P"),

@@ -1,0 +1,169 @@
+"""One synthetic sample at a time: style choice, font choice, per-sample seeding.
+
+`SampleMaker` turns (character, random generator) into a normalised image with one of the
+styles of `data_tools.styles`; `sample_rng` derives each sample's generator from (seed, split,
+class, sample) alone, so a dataset is the same whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data_tools import styles
+from data_tools.fonts import FontFace, GlyphFont
+from data_tools.strokes import load_medians
+from hccr.charset import Charset
+from hccr.preprocess import EmptyImageError, NormConfig, normalize
+
+SPLITS = {"train": 0, "val": 1}  # part of every sample's seed: the splits never share a stream
+FONT_PX = 80  # font glyphs are rendered at this pixel size, then warped onto the canvas
+HANDWRITING_FONT_WEIGHT = 3.0  # Kai faces are drawn this much more often than print faces
+_MAX_TRIES = 8
+
+
+class SynthError(ValueError):
+    """A synthesis request that cannot be met (bad style spec, uncoverable characters)."""
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate; recorded in the LMDB metadata."""
+
+    per_char: int = 100
+    seed: int = 0
+    split: str = "train"
+    styles: dict[str, float] = field(default_factory=lambda: dict(styles.DEFAULT_STYLE_WEIGHTS))
+    norm: NormConfig = field(default_factory=NormConfig)
+
+
+def parse_styles(spec: str) -> dict[str, float]:
+    """`strokes=0.6,font=0.25,skeleton=0.15` (or `strokes`) -> normalised weights."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        if name not in styles.STYLES:
+            raise SynthError(f"unknown style {name!r}; known: {', '.join(styles.STYLES)}")
+        try:
+            weights[name] = float(value) if value else 1.0
+        except ValueError:
+            raise SynthError(f"style weight {value!r} for {name} is not a number") from None
+    total = sum(weights.values())
+    if total <= 0 or any(w < 0 for w in weights.values()):
+        raise SynthError(f"style weights {spec!r} must be >= 0 and not all 0")
+    return {k: v / total for k, v in weights.items() if v > 0}
+
+
+def sample_rng(seed: int, split: str, class_index: int, sample_index: int) -> np.random.Generator:
+    """The generator of one sample: depends on nothing but these four numbers."""
+    return np.random.default_rng([seed, SPLITS[split], class_index, sample_index])
+
+
+class SampleMaker:
+    """Makes samples of one class at a time; keeps the class's glyphs and skeletons cached."""
+
+    def __init__(self, faces: Sequence[FontFace], cfg: SynthConfig) -> None:
+        self.cfg = cfg
+        self.faces = list(faces)
+        self.medians = load_medians()
+        self._fonts: list[GlyphFont] | None = None
+        self._char: str | None = None
+        self._glyphs: list[tuple[int, np.ndarray, tuple[float, int]]] = []  # face, glyph, profile
+        self._skeletons: dict[int, np.ndarray] = {}
+        self._template: styles.StrokeTemplate | None = None
+        self.missing: list[str] = []  # face names lacking the current char
+
+    def _use_char(self, ch: str) -> None:
+        if ch == self._char:
+            return
+        if self._fonts is None:
+            self._fonts = [GlyphFont(face, size=FONT_PX) for face in self.faces]
+        self._char, self._glyphs, self._skeletons, self.missing = ch, [], {}, []
+        medians = self.medians.get(ch)
+        self._template = styles.StrokeTemplate.from_medians(medians) if medians else None
+        for i, font in enumerate(self._fonts):
+            glyph = font.render(ch)
+            if glyph is None:
+                self.missing.append(font.face.name)
+            else:
+                self._glyphs.append((i, glyph, styles.thinning_profile(glyph)))
+
+    def available_styles(self, ch: str) -> dict[str, float]:
+        self._use_char(ch)
+        ok = {
+            "strokes": ch in self.medians,
+            "font": bool(self._glyphs),
+            "skeleton": bool(self._glyphs),
+        }
+        return {k: w for k, w in self.cfg.styles.items() if ok[k]}
+
+    def make(self, ch: str, rng: np.random.Generator) -> tuple[np.ndarray, str, int]:
+        """-> (canvas ink map, style, face index or -1)."""
+        weights = self.available_styles(ch)
+        if not weights:
+            raise SynthError(f"{ch!r} (U+{ord(ch):04X}) has no stroke data and no font has it")
+        style = _pick(list(weights), list(weights.values()), rng)
+        if style == "strokes":
+            return styles.render_stroke_sample(self._template, rng), style, -1
+        w = [
+            HANDWRITING_FONT_WEIGHT if self.faces[g[0]].is_handwriting else 1.0
+            for g in self._glyphs
+        ]
+        face, glyph, profile = _pick(self._glyphs, w, rng)
+        if style == "font":
+            return styles.render_font_sample(glyph, profile, rng), style, face
+        if face not in self._skeletons:
+            self._skeletons[face] = styles.skeleton_of(glyph)
+        return styles.render_skeleton_sample(self._skeletons[face], rng), style, face
+
+    def make_normalized(
+        self, ch: str, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, str, int]:
+        """-> (normalised (S, S) image, canvas ink, style, face index); never an empty image."""
+        for _ in range(_MAX_TRIES):
+            ink, style, face = self.make(ch, rng)
+            try:
+                return normalize(ink, self.cfg.norm), ink, style, face
+            except EmptyImageError:
+                continue  # the same rng draws again: still deterministic
+        raise SynthError(f"{ch!r}: {_MAX_TRIES} empty samples in a row")
+
+
+def _pick(items: list, weights: list[float], rng: np.random.Generator):
+    # rng.choice(p=...) costs ~20 us; a cumulative sum and one uniform draw do the same
+    cum = np.cumsum(weights)
+    return items[
+        min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(items) - 1)
+    ]
+
+
+def writer_id(style: str, face: int) -> int:
+    """The LMDB writer field: style * 1000 + font face index (999 for stroke data)."""
+    return styles.STYLES.index(style) * 1000 + (face if face >= 0 else 999)
+
+
+def preview_sheet(
+    charset: Charset,
+    faces: Sequence[FontFace],
+    cfg: SynthConfig,
+    count: int = 128,
+    columns: int = 16,
+) -> np.ndarray:
+    """A contact sheet of `count` random samples (dark ink on white), one row per 16."""
+    maker = SampleMaker(faces, cfg)
+    pick = np.random.default_rng([cfg.seed, SPLITS[cfg.split], 1 << 30])
+    tiles = []
+    for k in range(count):
+        i = int(pick.integers(len(charset)))
+        image = maker.make_normalized(
+            charset.char(i), sample_rng(cfg.seed, cfg.split, i, 1_000_000 + k)
+        )[0]
+        tiles.append(image)
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    rows = [np.concatenate(tiles[r : r + columns], axis=1) for r in range(0, len(tiles), columns)]
+    sheet = 255 - np.concatenate(rows, axis=0)
+    sheet[:: cfg.norm.size, :] = 200  # faint grid lines between tiles
+    sheet[:, :: cfg.norm.size] = 200
+    return sheet

@@ -1,0 +1,318 @@
+"""Synthetic handwriting styles: one function per way of making a character image.
+
+- `strokes`: Make Me a Hanzi stroke medians, perturbed stroke by stroke the way writers do
+  (shortened, curved, displaced, rounded, joined into cursive ligatures, slanted, elastically
+  bent) and inked with the pen renderer, either as canvas input (thin uniform pen) or as a
+  scan (pressure-varying width, grey soft edges, uneven ink).
+- `font`: an installed font's glyph (Kai faces preferred), warped (affine + elastic), with
+  uneven stroke width, blur and noise.
+- `skeleton`: the font glyph thinned to its skeleton, warped, and re-inked with a round pen
+  of random width: font shapes with pen-like strokes.
+
+Every function takes a `numpy.random.Generator` and returns an ink map (background 0, ink
+bright) on a `CANVAS` x `CANVAS` canvas; `hccr.preprocess.normalize` does the rest.
+Elastic distortion follows Simard et al., "Best practices for convolutional neural networks
+applied to visual document analysis", ICDAR 2003.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from data_tools.render import render_strokes
+
+CANVAS = 96  # working canvas side; normalised to --size (64) afterwards
+STYLES = ("strokes", "font", "skeleton")
+DEFAULT_STYLE_WEIGHTS = {"strokes": 0.6, "font": 0.25, "skeleton": 0.15}
+_STEP = 0.05  # resampling step of stroke polylines, in units of the character box
+
+
+# ----- stroke style -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrokeTemplate:
+    """A character's medians resampled once (per class, not per sample) into one point array."""
+
+    points: np.ndarray  # (M, 2) all strokes' points, stroke after stroke
+    stroke: np.ndarray  # (M,) stroke index of each point
+    t: np.ndarray  # (M,) position along its stroke, 0 at the start, 1 at the end
+    starts: np.ndarray  # (n + 1,) first point of each stroke, then M
+    point_centres: np.ndarray  # (M, 2) mean point of each point's stroke
+    point_normals: np.ndarray  # (M, 2) its stroke's start-to-end chord turned 90 degrees
+    bow: np.ndarray  # (M,) sin(pi t): how far a bent stroke moves at each point
+
+    @classmethod
+    def from_medians(cls, strokes: list[np.ndarray], step: float = _STEP) -> StrokeTemplate:
+        pts, ids, ts = [], [], []
+        for i, s in enumerate(strokes):
+            seg = np.sqrt((np.diff(s, axis=0) ** 2).sum(axis=1))
+            arc = np.concatenate([[0.0], np.cumsum(seg)])
+            n = max(2, int(arc[-1] / step) + 2)
+            u = np.linspace(0.0, arc[-1], n)
+            pts.append(np.stack([np.interp(u, arc, s[:, 0]), np.interp(u, arc, s[:, 1])], axis=1))
+            ids.append(np.full(n, i))
+            ts.append(np.linspace(0.0, 1.0, n))
+        starts = np.concatenate([[0], np.cumsum([len(p) for p in pts])])
+        stroke = np.concatenate(ids)
+        centres = np.array([p.mean(axis=0) for p in pts])[stroke]
+        chords = np.array([p[-1] - p[0] for p in pts])
+        normals = np.stack([-chords[:, 1], chords[:, 0]], 1)[stroke]
+        t = np.concatenate(ts)
+        return cls(np.concatenate(pts), stroke, t, starts, centres, normals, np.sin(np.pi * t))
+
+
+def _smooth(points: np.ndarray, starts: np.ndarray, passes: int) -> np.ndarray:
+    # [1, 2, 1] / 4 passes round the corners (turns, hooks) the way a moving pen does; the end
+    # points of every stroke stay put.
+    ends = np.concatenate([starts[:-1], starts[1:] - 1])
+    for _ in range(passes):
+        keep = points[ends]
+        points = points.copy()
+        points[1:-1] = 0.25 * points[:-2] + 0.5 * points[1:-1] + 0.25 * points[2:]
+        points[ends] = keep
+    return points
+
+
+_BRIDGE_T = np.linspace(0.0, 1.0, 7)[1:-1, None]  # interior points of a ligature curve
+
+
+def _bridges(a: np.ndarray, b: np.ndarray, bend: np.ndarray) -> np.ndarray:
+    # Cursive ligatures: quadratic curves from points a (J, 2) to points b, bowed sideways by
+    # `bend` (J,) times their length -> (J, B, 2) interior points.
+    normal = np.stack([a[:, 1] - b[:, 1], b[:, 0] - a[:, 0]], axis=1)
+    ctrl = (a + b) / 2 + bend[:, None] * normal
+    t = _BRIDGE_T[None]  # (1, B, 1)
+    return (1 - t) ** 2 * a[:, None] + 2 * (1 - t) * t * ctrl[:, None] + t**2 * b[:, None]
+
+
+def perturb_strokes(
+    template: StrokeTemplate, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Writer-like variation of a character's medians -> (strokes, per-point pen-width factors).
+
+    Works on all strokes at once (vectorised over points): shortening, per-stroke affine
+    jitter and bowing, component misplacement, pen pressure, corner rounding, cursive joins,
+    then slant/rotation/aspect and an elastic bend of the whole character.
+    """
+    n = len(template.starts) - 1
+    sid, t = template.stroke, template.t
+    # all random numbers in three draws: per-stroke normals/uniforms and per-character ones
+    zn = rng.standard_normal((8, n))
+    un = rng.random((6, n))
+    g = rng.standard_normal(12)
+    gu = rng.random(8)
+    cursive = gu[0] ** 0.7  # one knob for this "writer": joins, rounding, shortening
+    # per-stroke parameters, gathered to the points in one indexing operation
+    ang, scale = zn[0] * 0.06, np.exp(zn[1] * 0.08)
+    per = np.stack(
+        [
+            un[0] * (0.10 * cursive + 0.02),  # 0: start cut (writers start late...)
+            1 - un[1] * (0.16 * cursive + 0.03),  # 1: end cut (...and stop early)
+            np.cos(ang) * scale,  # 2, 3: rotation and length change about the stroke centre
+            np.sin(ang) * scale,
+            zn[2] * 0.018,  # 4, 5: shift
+            zn[3] * 0.018,
+            zn[4] * 0.06,  # 6: bowing, sideways, most in the stroke's middle
+            un[2] * 0.3,  # 7: extra pressure at the start
+            un[3] * 0.4,  # 8: taper at the end
+            np.exp(zn[5] * 0.12),  # 9: pen pressure of the stroke
+        ],
+        axis=1,
+    )[sid]  # (M, 10)
+    keep = (t >= per[:, 0]) & (t <= per[:, 1])
+    q = template.points - template.point_centres
+    c, sn = per[:, 2], per[:, 3]
+    p = np.stack([c * q[:, 0] - sn * q[:, 1], sn * q[:, 0] + c * q[:, 1]], 1)
+    p += (
+        template.point_centres
+        + per[:, 4:6]
+        + (per[:, 6] * template.bow)[:, None] * template.point_normals
+    )
+    # component misplacement: strokes after a split point (often the next component, as
+    # components are written one after another) move and scale together
+    if n >= 3 and gu[1] < 0.6:
+        moved = sid >= 1 + int(gu[2] * (n - 1))
+        p[moved] = (p[moved] - 0.5) * np.exp(g[0] * 0.07) + 0.5 + g[1:3] * 0.035
+    # pressure: heavier at the start, tapering at the end, with a slow swing
+    w = (1.0 + per[:, 7] * (1 - t) - per[:, 8] * t * t) * per[:, 9]
+    w = np.clip(w + 0.1 * np.sin(2 * np.pi * (0.5 + gu[3]) * t), 0.5, 1.3)
+    p = _smooth(p, template.starts, int(1 + 2.5 * cursive))
+    # global: slant (shear), horizontals rising to the right (most writers' habit), rotation,
+    # aspect, then an elastic bend of the whole character
+    shear, rise = g[3] * 0.12, 0.07 + g[10] * 0.06
+    ang, aspect = g[4] * 0.04, np.exp(g[5] * 0.1)
+    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ np.array(
+        [[aspect, shear], [-rise, 1.0 / aspect]]
+    )
+    p = (p - 0.5) @ a.T + 0.5
+    freq = g[6:10].reshape(2, 2) * 1.6  # two plane waves, one per axis
+    p += (gu[4] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[5:7] * 2 * np.pi)
+    # split back into strokes, joining some into cursive ligatures when the pen would not lift
+    counts = np.bincount(sid[keep], minlength=n)
+    keep |= (counts < 2)[sid]  # a stroke shortened away is kept whole
+    kept = np.flatnonzero(keep)
+    ksid = sid[kept]
+    bounds = np.searchsorted(ksid, np.arange(n + 1))  # first kept point of each stroke, then end
+    first, last = kept[bounds[:-1]], kept[bounds[1:] - 1]
+    gap = np.abs(p[first[1:]] - p[last[:-1]]).sum(axis=1)  # stroke i-1's end to stroke i's start
+    joined = np.concatenate([[False], (un[4, 1:] < 0.8 * cursive) & (gap < 0.5)])
+    j = np.flatnonzero(joined)
+    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[5, j] - 0.5) * 0.7)  # (J, B, 2)
+    points = np.concatenate([bridges.reshape(-1, 2), p[kept]])
+    weights = np.concatenate([np.full(bridges.shape[0] * bridges.shape[1], 0.6), w[kept]])
+    # order: stroke 0, (bridge 1), stroke 1, (bridge 2), ... ; a stable sort keeps point order
+    key = np.concatenate([np.repeat(2 * j, bridges.shape[1]), 2 * ksid + 1])
+    order = np.argsort(key, kind="stable")
+    points, weights, key = points[order], weights[order], key[order]
+    # a new polyline (pen lift) starts at every stroke not joined to the one before
+    cuts = np.searchsorted(key, 2 * np.flatnonzero(~joined)[1:])
+    edges = [0, *cuts.tolist(), len(points)]  # slicing: np.split costs ~40 us in Python loops
+    spans = list(zip(edges[:-1], edges[1:], strict=True))
+    return [points[a:b] for a, b in spans], [weights[a:b] for a, b in spans]
+
+
+def render_stroke_sample(template: StrokeTemplate, rng: np.random.Generator) -> np.ndarray:
+    """Perturbed medians inked as canvas input (40%) or as a scanned pen sample (60%)."""
+    strokes, pressure = perturb_strokes(template, rng)
+    if rng.random() < 0.4:  # mouse / stylus: one thin uniform pen, crisp edges
+        return render_strokes(strokes, pen_width=rng.uniform(0.022, 0.05), canvas=CANVAS)
+    levels = rng.integers(150, 256, size=len(strokes)) if rng.random() < 0.5 else None
+    pen_width = rng.uniform(0.024, 0.046)
+    # no anti-aliasing: the scan blur that always follows softens the edges (and it is 3x faster)
+    pressure = pressure if rng.random() < 0.5 else None  # else a steady ballpoint
+    ink = render_strokes(
+        strokes, pen_width, CANVAS, widths=pressure, levels=levels, antialias=False
+    )
+    return scan_finish(ink, rng, blur=True)
+
+
+# ----- font and skeleton styles -------------------------------------------------------------
+
+
+def _warp_matrix(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    # Glyph (h, w) -> centred on the canvas, longer side ~80% of it, with slant/rotation/aspect.
+    scale = CANVAS * 0.8 / max(h, w)
+    shear = rng.normal(0.0, 0.12)
+    ang = rng.normal(0.0, 0.06)
+    aspect = np.exp(rng.normal(0.0, 0.1))
+    a = np.array([[aspect, shear], [0.0, 1.0 / aspect]]) * scale
+    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ a
+    centre = np.array([w / 2, h / 2])
+    t = CANVAS / 2 - a @ centre + rng.normal(0.0, 2.0, size=2)
+    return np.hstack([a, t[:, None]]).astype(np.float32)
+
+
+def _upsampling_matrix(n: int, size: int) -> np.ndarray:
+    # (size, n) matrix W with W @ v == cv2.resize(v, cubic): a smooth field from n control
+    # values by two small matmuls, ~10x cheaper than cv2.resize on a tiny float image
+    eye = np.eye(n, dtype=np.float32)
+    return np.stack(
+        [cv2.resize(eye[k : k + 1], (size, 1), interpolation=cv2.INTER_CUBIC)[0] for k in range(n)],
+        1,
+    )
+
+
+_UPSAMPLE_4 = _upsampling_matrix(4, CANVAS)
+_GRID_Y, _GRID_X = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float32)
+
+
+def _elastic_maps(rng: np.random.Generator, amplitude: float) -> tuple[np.ndarray, np.ndarray]:
+    # Coarse random displacements (4x4 grid) upsampled smoothly: a cheap elastic field.
+    grid = rng.normal(0.0, amplitude, size=(2, 4, 4)).astype(np.float32)
+    dx = _UPSAMPLE_4 @ grid[0] @ _UPSAMPLE_4.T
+    dy = _UPSAMPLE_4 @ grid[1] @ _UPSAMPLE_4.T
+    return _GRID_X + dx, _GRID_Y + dy
+
+
+def _warp(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = glyph.shape
+    out = cv2.warpAffine(glyph, _warp_matrix(h, w, rng), (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
+    if rng.random() < 0.8:
+        mx, my = _elastic_maps(rng, rng.uniform(1.0, 3.5))
+        out = cv2.remap(out, mx, my, cv2.INTER_LINEAR)
+    return out
+
+
+def thinning_profile(glyph: np.ndarray) -> tuple[float, int]:
+    """(typical stroke width in px, how many 3x3 erosions every stroke survives) of a glyph.
+
+    The width is twice the 90th percentile of the distance map (the thick strokes); the budget
+    keeps serif faces' thin horizontals, which erosions that suit their verticals would erase.
+    """
+    from skimage.morphology import skeletonize  # only the font styles need scikit-image
+
+    ink = glyph > 127
+    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
+    inside = dist[dist > 0]
+    if inside.size == 0:
+        return 0.0, 0
+    ridge = dist[skeletonize(ink)]  # half-widths along the middle of every stroke
+    budget = 0
+    for k in (1, 2):  # a ridge pixel survives k erosions when it is more than k from the edge
+        if (ridge > k + 0.5).mean() < 0.9:
+            break
+        budget = k
+    return 2.0 * float(np.percentile(inside, 90)), budget
+
+
+def render_font_sample(
+    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator
+) -> np.ndarray:
+    """A font glyph (cropped ink map, `thinning_profile`) warped, thinned towards a pen's width,
+    with uneven stroke width, blur and noise."""
+    width, budget = profile
+    ink = _warp(glyph, rng)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    target = rng.uniform(2.0, 4.0)  # pen width on the canvas, like the stroke style's
+    erosions = min(budget, round((width - target) / 2))  # each takes a pixel off both sides
+    if erosions > 0:
+        ink = cv2.erode(ink, kernel, iterations=erosions)
+    if rng.random() < 0.3:  # uneven width: thicker where a smooth random mask is high
+        mask = cv2.resize(rng.random((3, 3)).astype(np.float32), (CANVAS, CANVAS)) > 0.6
+        ink = np.where(mask, cv2.dilate(ink, kernel), ink)
+    return scan_finish(ink, rng)
+
+
+def skeleton_of(glyph: np.ndarray) -> np.ndarray:
+    """The skeleton of a glyph, 2 px wide, as a 0/255 uint8 image (cache it per font and char)."""
+    from skimage.morphology import skeletonize  # only the skeleton style needs scikit-image
+
+    # thickened to 2 px so that warping (which resamples) cannot break its lines
+    return cv2.dilate(skeletonize(glyph > 127).astype(np.uint8) * 255, np.ones((2, 2), np.uint8))
+
+
+def render_skeleton_sample(skeleton: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A glyph skeleton warped and re-inked with a round pen of random width."""
+    warped = _warp(skeleton, rng) > 60
+    dist = cv2.distanceTransform((~warped).astype(np.uint8) * 255, cv2.DIST_L2, 3)
+    radius = rng.uniform(0.5, 2.0)  # pen radius in canvas pixels beyond the skeleton line
+    ink = np.clip((radius + 0.5 - dist) * 255.0, 0.0, 255.0).astype(np.uint8)
+    if rng.random() < 0.5:
+        return ink  # canvas-like: uniform pen
+    return scan_finish(ink, rng)
+
+
+# ----- scan look ------------------------------------------------------------------------------
+
+
+def scan_finish(ink: np.ndarray, rng: np.random.Generator, blur: bool | None = None) -> np.ndarray:
+    """Soft grey edges, uneven ink and sensor noise of a scanned pen sample.
+
+    `blur` True always blurs (for aliased drawings), None blurs 80% of the time.
+    """
+    if blur or (blur is None and rng.random() < 0.8):
+        ink = cv2.GaussianBlur(ink, (0, 0), rng.uniform(0.45, 0.9))
+    if rng.random() < 0.5:  # ink density varies smoothly over the character
+        tone = cv2.resize(rng.uniform(0.55, 1.0, (3, 3)).astype(np.float32), (CANVAS, CANVAS))
+        ink = (ink * tone).astype(np.uint8)
+    if rng.random() < 0.4:  # sensor grain on the ink, 2 px grains (a quarter of the draws)
+        half = rng.standard_normal((CANVAS // 2, CANVAS // 2), dtype=np.float32) * rng.uniform(
+            3, 12
+        )
+        noise = cv2.resize(half, (CANVAS, CANVAS), interpolation=cv2.INTER_NEAREST)
+        ink = np.clip(ink + noise * (ink > 0), 0, 255).astype(np.uint8)
+    return ink

@@ -1,0 +1,382 @@
+"""Generate synthetic handwriting: N samples per class into an LMDB (and a CASIA .gnt).
+
+Three styles are mixed per sample (--styles): `strokes` (Make Me a Hanzi stroke medians,
+perturbed per stroke, joined cursively, inked as canvas input or as a scan), `font` (installed
+CJK font glyphs, Kai faces preferred, warped) and `skeleton` (font glyphs thinned and re-inked
+with a round pen). Output is deterministic for --seed whatever --workers is.
+
+--split val draws a different seed stream and, for the font styles, only the held-out font
+families (data_tools.fonts.HOLDOUT_FAMILIES: AR PL UKai and WenQuanYi Micro Hei), which
+--split train never uses.
+
+Examples:
+  hccr-data synth -o data/synth-train.lmdb --per-char 100
+  hccr-data synth -o data/synth-val.lmdb --per-char 10 --split val
+  hccr-data synth --preview sheet.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data_tools import styles
+from data_tools.fonts import (
+    HOLDOUT_FAMILIES,
+    FontFace,
+    GlyphFont,
+    MissingFontsError,
+    discover_fonts,
+    fonts_for_split,
+)
+from data_tools.sampler import (
+    SPLITS,
+    SampleMaker,
+    SynthConfig,
+    SynthError,
+    parse_styles,
+    preview_sheet,
+    sample_rng,
+    writer_id,
+)
+from data_tools.strokes import load_medians
+from hccr.charset import Charset
+from hccr.preprocess import NormConfig
+
+__all__ = [
+    "SampleMaker",
+    "SynthConfig",
+    "SynthError",
+    "generate",
+    "parse_styles",
+    "sample_rng",
+    "write_synth",
+]
+
+CHUNK = 32  # samples of one class per work item: fixed, so output is independent of --workers
+
+
+# ----- the pool -------------------------------------------------------------------------------
+
+_MAKER: SampleMaker | None = None
+
+
+def _init_worker(faces: list[FontFace], cfg: SynthConfig) -> None:
+    global _MAKER
+    cv2.setNumThreads(1)  # one process per core; cv2's own threads would fight them
+    _MAKER = SampleMaker(faces, cfg)
+
+
+def _run_chunk(item: tuple[int, str, int, int, bool]) -> dict:
+    from hccr.lmdb_format import encode_sample
+
+    class_index, ch, start, stop, want_gnt = item
+    maker = _MAKER
+    values, gnt, style_counts, writers = [], [], Counter(), set()
+    for s in range(start, stop):
+        rng = sample_rng(maker.cfg.seed, maker.cfg.split, class_index, s)
+        image, ink, style, face = maker.make_normalized(ch, rng)
+        writer = writer_id(style, face)
+        writers.add(writer)
+        values.append(encode_sample(image, class_index, writer))
+        style_counts[style] += 1
+        if want_gnt:
+            gnt.append(_gnt_bitmap(ink))
+    missing = maker.missing if start == 0 else []
+    return {
+        "label": class_index,
+        "values": values,
+        "gnt": gnt,
+        "styles": style_counts,
+        "missing": missing,
+        "writers": writers,
+    }
+
+
+def _gnt_bitmap(ink: np.ndarray) -> np.ndarray:
+    # Like a CASIA scan: cropped to the character plus a small border, dark ink on white.
+    ys, xs = np.nonzero(ink > 24)
+    crop = ink[max(0, ys.min() - 2) : ys.max() + 3, max(0, xs.min() - 2) : xs.max() + 3]
+    return 255 - crop
+
+
+def iter_chunks(
+    charset: Charset, per_char: int, want_gnt: bool
+) -> Iterator[tuple[int, str, int, int, bool]]:
+    for i, ch in enumerate(charset):
+        for start in range(0, per_char, CHUNK):
+            yield i, ch, start, min(per_char, start + CHUNK), want_gnt
+
+
+def generate(
+    charset: Charset,
+    faces: Sequence[FontFace],
+    cfg: SynthConfig,
+    workers: int = 1,
+    want_gnt: bool = False,
+) -> Iterator[dict]:
+    """Yields chunk results in class order (see `_run_chunk`), computed by `workers` processes."""
+    items = iter_chunks(charset, cfg.per_char, want_gnt)
+    if workers <= 1:
+        _init_worker(list(faces), cfg)
+        yield from map(_run_chunk, items)
+        return
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(list(faces), cfg)) as pool:
+        yield from pool.imap(_run_chunk, items, chunksize=2)
+
+
+def write_synth(
+    out: Path | None,
+    charset: Charset,
+    faces: Sequence[FontFace],
+    cfg: SynthConfig,
+    workers: int = 1,
+    gnt_path: Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Generates `cfg.per_char` samples per class into `out` (LMDB) and/or `gnt_path`.
+
+    Returns the summary that also goes into the LMDB metadata under `synth`.
+    """
+    from hccr.casia import write_gnt
+    from hccr.lmdb_format import LmdbWriter
+
+    _check_coverable(charset, faces, cfg)
+    total = len(charset) * cfg.per_char
+    style_counts: Counter = Counter()
+    missing: Counter = Counter()
+    writer_ids: set[int] = set()
+    gnt_queue: queue.Queue | None = None
+    gnt_thread = None
+    gnt_error: list[BaseException] = []
+    if gnt_path is not None:
+        gnt_queue = queue.Queue(maxsize=64)
+
+        def _write() -> None:
+            try:
+                write_gnt(gnt_path, iter(gnt_queue.get, None))
+            except BaseException as e:  # re-raised in the main thread
+                gnt_error.append(e)
+                while gnt_queue.get() is not None:  # drain so the producer never blocks
+                    pass
+
+        gnt_thread = threading.Thread(target=_write, daemon=True)
+        gnt_thread.start()
+    writer = LmdbWriter(out, overwrite=overwrite) if out is not None else None
+    try:
+        bar = tqdm(total=total, unit="img", desc="synth", disable=not progress, smoothing=0.05)
+        for chunk in generate(charset, faces, cfg, workers, want_gnt=gnt_path is not None):
+            if writer is not None:
+                for value in chunk["values"]:
+                    writer.add_encoded(value, chunk["label"])
+            if gnt_queue is not None:
+                ch = charset.char(chunk["label"])
+                for bitmap in chunk["gnt"]:
+                    gnt_queue.put((ch, bitmap))
+            style_counts.update(chunk["styles"])
+            missing.update(chunk["missing"])
+            writer_ids.update(chunk["writers"])
+            bar.update(len(chunk["values"]))
+        bar.close()
+        summary = {
+            "generator": "hccr-data synth",
+            "seed": cfg.seed,
+            "split": cfg.split,
+            "per_char": cfg.per_char,
+            "styles": cfg.styles,
+            "style_counts": dict(style_counts),
+            "fonts": [f.name for f in faces],
+            "holdout_font_families": list(HOLDOUT_FAMILIES),
+            "font_missing_chars": {name: missing.get(name, 0) for name in (f.name for f in faces)},
+            "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
+            + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
+        }
+        if gnt_queue is not None:
+            gnt_queue.put(None)
+            gnt_thread.join()
+            if gnt_error:
+                raise gnt_error[0]
+        if writer is not None:
+            writer.finish(
+                {
+                    "kind": "synth",
+                    "charset_name": charset.name,
+                    "charset": list(charset.chars),
+                    "num_classes": len(charset),
+                    "image_size": cfg.norm.size,
+                    "norm": cfg.norm.to_dict(),
+                    "ink": "bright",
+                    # same shape as pack's per-file stats; synth never skips a sample
+                    "sources": {
+                        f"synth:{cfg.split}:seed{cfg.seed}": {
+                            "writer": -1,
+                            "records": total,
+                            "written": total,
+                            "skipped": {},
+                        }
+                    },
+                    "records": total,
+                    "skipped": {},
+                    "writers": sorted(writer_ids),
+                    "synth": summary,
+                }
+            )
+        return summary
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        if gnt_queue is not None and gnt_thread.is_alive():
+            gnt_queue.put(None)
+        raise
+
+
+def _check_coverable(charset: Charset, faces: Sequence[FontFace], cfg: SynthConfig) -> None:
+    medians = load_medians()
+    needs_font = [ch for ch in charset if ch not in medians or "strokes" not in cfg.styles]
+    if not needs_font:
+        return
+    if not faces or not {"font", "skeleton"} & set(cfg.styles):
+        bad = "".join(needs_font[:20])
+        raise SynthError(
+            f"{len(needs_font)} characters have no stroke data and no font style is enabled: {bad}"
+        )
+    fonts = [GlyphFont(f, size=32) for f in faces]
+    bad = [ch for ch in needs_font if all(f.render(ch) is None for f in fonts)]
+    if bad:
+        raise SynthError(
+            f"{len(bad)} characters have no stroke data and no installed font has them: {''.join(bad[:20])}"
+        )
+
+
+# ----- CLI ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT.lmdb", help="output LMDB folder")
+    parser.add_argument(
+        "--chars",
+        default="gb1",
+        metavar="gb1|FILE",
+        help="classes: gb1 (3,755 GB2312 level-1 hanzi) or a charset file",
+    )
+    parser.add_argument(
+        "--per-char", type=int, default=100, metavar="N", help="samples per class (default: 100)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    parser.add_argument(
+        "--split",
+        choices=tuple(SPLITS),
+        default="train",
+        help="train, or val: another seed stream and held-out font families",
+    )
+    parser.add_argument(
+        "--styles",
+        metavar="SPEC",
+        default=",".join(f"{k}={v}" for k, v in styles.DEFAULT_STYLE_WEIGHTS.items()),
+        help="style mix, e.g. strokes=0.6,font=0.25,skeleton=0.15 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--size", type=int, default=64, metavar="S", help="normalised image side (default: 64)"
+    )
+    parser.add_argument(
+        "--norm",
+        choices=("moment", "linear"),
+        default="moment",
+        help="normalisation (default: moment)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes (default: all cores)",
+    )
+    parser.add_argument(
+        "--gnt", type=Path, metavar="FILE", help="also write the samples as a CASIA .gnt file"
+    )
+    parser.add_argument(
+        "--preview", type=Path, metavar="PNG", help="write a PNG contact sheet of random samples"
+    )
+    parser.add_argument(
+        "--preview-count",
+        type=int,
+        default=128,
+        metavar="N",
+        help="samples on the sheet (default: 128)",
+    )
+    parser.add_argument(
+        "--font-dir",
+        type=Path,
+        metavar="DIR",
+        action="append",
+        help="look for fonts here instead of asking fc-list (repeatable)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output LMDB")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    if args.output is None and args.gnt is None and args.preview is None:
+        raise SynthError("nothing to write: give -o OUT.lmdb, --gnt FILE or --preview PNG")
+    if args.per_char < 1:
+        raise SynthError(f"--per-char must be >= 1, got {args.per_char}")
+    charset = Charset.from_spec(args.chars)
+    cfg = SynthConfig(
+        per_char=args.per_char,
+        seed=args.seed,
+        split=args.split,
+        styles=parse_styles(args.styles),
+        norm=NormConfig(size=args.size, method=args.norm),
+    )
+    try:
+        faces = fonts_for_split(discover_fonts(args.font_dir), args.split)
+    except MissingFontsError:
+        if {"font", "skeleton"} & set(cfg.styles):
+            raise
+        faces = []  # stroke data alone needs no font
+    if args.preview is not None:
+        Image.fromarray(preview_sheet(charset, faces, cfg, count=args.preview_count)).save(
+            args.preview
+        )
+        print(f"{args.preview}: {args.preview_count} samples")
+    if args.output is None and args.gnt is None:
+        return 0
+    summary = write_synth(
+        args.output,
+        charset,
+        faces,
+        cfg,
+        workers=args.workers,
+        gnt_path=args.gnt,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    total = len(charset) * cfg.per_char
+    where = " and ".join(str(p) for p in (args.output, args.gnt) if p is not None)
+    print(
+        f"{where}: {total:,} samples, {len(charset)} classes x {cfg.per_char}, split {cfg.split}, "
+        f"seed {cfg.seed}; styles {summary['style_counts']}"
+    )
+    lacking = {k: v for k, v in summary["font_missing_chars"].items() if v}
+    if lacking:
+        print(
+            "characters some fonts lack (never drawn from them): "
+            + ", ".join(f"{k}: {v}" for k, v in lacking.items())
+        )
+    return 0
