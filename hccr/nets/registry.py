@@ -1,0 +1,58 @@
+"""The architecture registry: named builders with plain JSON-serialisable kwargs.
+
+`create_model(name, **kwargs)` records the registry name on `model.arch`; every network built
+here also carries `model.kwargs`, the full resolved constructor arguments (explicit widths,
+block types and ranks included), so `create_model(model.arch, **model.kwargs)` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+class UnknownModelError(ValueError):
+    """An architecture name that is not registered; the message lists the known names."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown model {name!r}; known: {', '.join(list_models())}")
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: registers `fn` under its own name; a duplicate name is an error."""
+    name = fn.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Registered architecture names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def is_model(name: str) -> bool:
+    """True if `name` is a registered architecture."""
+    return name in _REGISTRY
+
+
+def create_model(name: str, num_classes: int = 3755, **kwargs: Any) -> nn.Module:
+    """Builds architecture `name`; `kwargs` are the builder's (channels, ranks, feat_dim, ...)."""
+    if name not in _REGISTRY:
+        raise UnknownModelError(name)
+    model = _REGISTRY[name](num_classes=num_classes, **kwargs)
+    model.arch = name
+    return model
+
+
+def model_kwargs(model: nn.Module) -> dict[str, Any]:
+    """A copy of the kwargs that rebuild `model` with `create_model(model.arch, **kwargs)`."""
+    if not hasattr(model, "kwargs"):
+        raise ValueError(f"{type(model).__name__} was not built by the hccr registry (no .kwargs)")
+    return copy.deepcopy(model.kwargs)

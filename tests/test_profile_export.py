@@ -1,0 +1,196 @@
+"""Profiling (MACs / FLOPs / params / bytes / latency) and export (TorchScript, ONNX, int8)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hccr.cli import main
+from hccr.export import ExportError, export_model, load_exported
+from hccr.nets import create_model, list_models
+from hccr.profiling import count_flops, count_params, profile_model, state_dict_bytes
+
+SMALL = {"channels": (8, 16, 24, 32), "depths": (1, 1, 1, 1), "feat_dim": 16}
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets on a shared 2-core machine: extra intra-op threads only spin (100x slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_flops_are_twice_macs_and_match_a_hand_count() -> None:
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)
+    )
+    cost = count_flops(net, input_size=8)
+    # conv: 4 outputs x 8 x 8 positions x (1 x 3 x 3) MACs; linear: 256 x 10 MACs
+    assert cost["macs"] == 4 * 8 * 8 * 9 + 256 * 10
+    assert cost["flops"] == 2 * cost["macs"]
+
+
+def test_hccrnet_macs_match_a_hand_count() -> None:
+    model = create_model(
+        "teacher_cnn", num_classes=10, channels=(2, 3), depths=(1, 1), feat_dim=5, pool_size=1
+    )
+    # 8x8 input: conv 1->2 at 8x8, pool, conv 2->3 at 4x4, pool, avgpool, fc 3->5, classifier 5->10
+    expected = 2 * 9 * 64 + 3 * 2 * 9 * 16 + 3 * 5 + 5 * 10
+    assert count_flops(model, input_size=8) == {"macs": expected, "flops": 2 * expected}
+
+
+def test_shift_costs_no_macs() -> None:
+    conv = create_model("teacher_cnn", num_classes=10, **SMALL)
+    shift = create_model("student_lw_shift", num_classes=10, **SMALL)
+    pointwise_only = sum(
+        a * b * (SIZE // 2**i) ** 2
+        for i, (a, b) in enumerate([(8, 16), (16, 24), (24, 32)], start=1)
+    )
+    first = 8 * 9 * SIZE * SIZE
+    head = 32 * 4 * 16 + 16 * 10
+    assert count_flops(shift, SIZE)["macs"] == first + pointwise_only + head
+    assert count_flops(shift, SIZE)["macs"] < count_flops(conv, SIZE)["macs"]
+
+
+def test_profile_model_reports_every_key() -> None:
+    model = create_model("student_lw_050", num_classes=10, **SMALL)
+    result = profile_model(model, input_size=SIZE, repeats=2, repeats_b64=1)
+    assert result["params"] == count_params(model)
+    assert result["flops"] == 2 * result["macs"] > 0
+    assert result["size_bytes"] == state_dict_bytes(model) >= 4 * result["params"]
+    assert result["latency_ms"] > 0 and result["latency_ms_b64"] > 0
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_torchscript_export_matches_eval_model(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, **SMALL).eval()
+    out = export_model(model, tmp_path / "m.pt", input_size=SIZE)
+    x = torch.rand(5, 1, SIZE, SIZE)  # another batch size than the traced one
+    torch.testing.assert_close(
+        torch.from_numpy(load_exported(out["path"])(x)), model(x).detach(), rtol=1e-4, atol=1e-5
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+        folded = torch.jit.load(out["path"])
+    assert not any("BatchNorm" in m.original_name for m in folded.modules())
+
+
+@pytest.mark.parametrize("name", ["student_lw", "student_lw_group", "student_lw_shift"])
+def test_onnx_export_matches_eval_model(name: str, tmp_path: Path) -> None:
+    import onnx
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, **SMALL).eval()
+    report = export_model(model, tmp_path / "m.onnx", input_size=SIZE)
+    assert report["max_abs_diff"] < 1e-4
+    x = torch.rand(7, 1, SIZE, SIZE)
+    got = load_exported(tmp_path / "m.onnx")(x)
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "BatchNormalization" not in ops
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from hccr.lmdb_format import LmdbWriter
+    from hccr.preprocess import NormConfig
+
+    out = tmp_path_factory.mktemp("export") / "calib.lmdb"
+    rng = np.random.default_rng(0)
+    with LmdbWriter(out) as writer:
+        for i in range(48):
+            writer.add((rng.random((SIZE, SIZE)) * 255).astype(np.uint8), i % 10)
+        writer.finish(
+            {
+                "charset": list("一十人口日山水火大中"),
+                "num_classes": 10,
+                "image_size": SIZE,
+                "norm": NormConfig(size=SIZE).to_dict(),
+                "sources": {},
+            }
+        )
+    return out
+
+
+def test_int8_export_checks_top1_agreement(tiny_db: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("student_lw", num_classes=10, **SMALL).eval()
+    report = export_model(
+        model, tmp_path / "q.onnx", SIZE, int8=True, calib=tiny_db, min_agreement=0.0
+    )
+    assert report["int8"] and report["n_check"] == 48 and 0.0 <= report["top1_agreement"] <= 1.0
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_export_failing_the_agreement_check_leaves_no_file(tiny_db: Path, tmp_path: Path) -> None:
+    model = create_model("student_lw_050", num_classes=10, **SMALL).eval()
+    with pytest.raises(ExportError, match="top-1 agreement"):
+        export_model(model, tmp_path / "m.pt", SIZE, check=tiny_db, min_agreement=1.01)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_rejects_unknown_format_and_int8_without_calibration(tmp_path: Path) -> None:
+    model = create_model("student_lw_050", num_classes=10, **SMALL)
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(model, tmp_path / "m.tflite")
+    with pytest.raises(ExportError, match="calibration"):
+        export_model(model, tmp_path / "m.onnx", int8=True)
+
+
+def test_profile_cli_json_and_compare(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--num-classes", "10", "--input-size", "32", "--repeats", "1", "--repeats-b64", "1"]
+    assert main(["profile", "student_lw_050", "--json", *args]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("params", "flops", "macs", "size_bytes", "latency_ms", "latency_ms_b64"):
+        assert result[key] > 0
+    assert (
+        main(["profile", "teacher_cnn", "--compare", "student_lw_050", "--no-latency", *args]) == 0
+    )
+    table = capsys.readouterr().out
+    assert "teacher_cnn" in table and "student_lw_050" in table and "xFLOPs" in table
+
+
+def test_profile_cli_unknown_model_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "no_such_model", "--no-latency"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "teacher_cnn" in err
+
+
+def test_profile_and_export_cli_read_a_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hccr.bundle import save_bundle
+    from hccr.charset import Charset
+    from hccr.preprocess import NormConfig
+
+    model = create_model("student_lw_050", num_classes=10, **SMALL)
+    bundle = save_bundle(
+        tmp_path / "b",
+        model,
+        "student_lw_050",
+        model.kwargs,
+        Charset("一十人口日山水火大中"),
+        NormConfig(size=SIZE),
+    )
+    assert main(["profile", str(bundle), "--json", "--no-latency"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["params"] == count_params(model) and result["input_size"] == SIZE
+    assert main(["export", str(bundle), "--json"]) == 0  # default: model.onnx inside the bundle
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_diff"] < 1e-4 and Path(report["path"]) == bundle / "model.onnx"
+    from hccr.recognizer import Recognizer
+
+    assert Recognizer.from_bundle(bundle, backend="onnx").backend == "onnx"
