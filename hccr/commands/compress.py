@@ -1,0 +1,65 @@
+"""Compress a trained model (low-rank or pruning), fine-tuned with knowledge transfer from it.
+
+  hccr compress lowrank MODEL --data TRAIN.lmdb --val VAL.lmdb -o RUN_DIR [--energy 0.9 | --flops-ratio 0.5]
+  hccr compress prune MODEL --data TRAIN.lmdb --val VAL.lmdb -o RUN_DIR [--flops-ratio 0.5 --step-fraction 0.2]
+
+MODEL (a bundle or run folder) is both the starting point and the teacher (--kd-mode logit or
+feature). The result keeps MODEL's architecture name with explicit ranks / channels kwargs; the
+run folder is a bundle of the best fine-tuning epoch. Fine-tuning defaults: 5 epochs, lr 0.01.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from hccr.config import add_config_args, config_from_args
+from hccr.distill.objectives import DistillConfig
+from hccr.run_folder import command_line, merge_resume_config
+from hccr.train import TrainConfig
+
+_FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "warmup_epochs": 0.0}
+_HIDDEN = ("arch", "model_kwargs")  # the architecture comes from MODEL
+
+
+def _add_common(p: argparse.ArgumentParser, method_cls: type) -> None:
+    p.add_argument("model", metavar="MODEL", help="bundle or run folder to compress")
+    add_config_args(p, TrainConfig)
+    add_config_args(p, method_cls)
+    add_config_args(p, DistillConfig)
+    p.set_defaults(**_FINETUNE_DEFAULTS)
+    for action in p._actions:  # argparse has no public way to drop an added flag
+        if action.dest in _HIDDEN:
+            action.help = argparse.SUPPRESS
+    p.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hccr.distill.recipes import LowRankConfig, PruneConfig
+
+    sub = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
+    _add_common(
+        sub.add_parser("lowrank", help="SVD low-rank decomposition + KT fine-tuning"), LowRankConfig
+    )
+    _add_common(
+        sub.add_parser("prune", help="iterative filter pruning + KT fine-tuning"), PruneConfig
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from hccr.distill.recipes import LowRankConfig, PruneConfig, run_lowrank, run_prune
+
+    cfg = config_from_args(TrainConfig, args)
+    dcfg = config_from_args(DistillConfig, args)
+    method_cls = LowRankConfig if args.method == "lowrank" else PruneConfig
+    mcfg = config_from_args(method_cls, args)
+    if args.resume:  # flags left out are taken from RUN_DIR/config.json
+        cfg = merge_resume_config(cfg, args.out)
+        dcfg = merge_resume_config(dcfg, args.out, "distill")
+        mcfg = merge_resume_config(mcfg, args.out, args.method)
+    command = command_line(f"compress {args.method}", [args.model], [cfg, mcfg, dcfg], args.out)
+    recipe = run_lowrank if args.method == "lowrank" else run_prune
+    best = recipe(args.model, cfg, mcfg, dcfg, args.out, resume=args.resume, command=command)
+    print(json.dumps({"run_dir": str(args.out), **best}))
+    return 0

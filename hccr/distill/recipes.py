@@ -1,0 +1,332 @@
+"""Knowledge-transfer recipes: distil a student, and compress a trained model with KT fine-tuning.
+
+- run_distill: a student trained from scratch against a trained teacher (logit KD, Hinton et
+  al. 2015; logit + hint KD, Romero et al. 2015), or two networks trained together from scratch
+  (Deep Mutual Learning, Zhang et al. 2018).
+- run_lowrank: low-rank decomposition of a trained model (hccr.compress.decompose_lowrank),
+  then fine-tuning with knowledge transfer from the undecomposed model (Xiao et al. 2017,
+  "Building fast and compact convolutional neural networks for offline handwritten Chinese
+  character recognition", arXiv:1702.07975).
+- run_prune: iterative global filter pruning (hccr.compress.prune_to_budget) with a short
+  KT fine-tune after every step, then a final KT fine-tune (Molchanov et al. 2017; Xiao 2017).
+Every recipe writes a run folder that is also a bundle (see hccr.train.fit).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from hccr.bundle import Bundle, BundleError, load_bundle, resolve_model
+from hccr.distill.objectives import DistillConfig, build_objective
+from hccr.evaluate import DataMismatchError, check_data_matches
+from hccr.run_folder import CHECKPOINT_FILE, RunSpec
+from hccr.train import (
+    TrainConfig,
+    build_optimizer,
+    cosine_lr,
+    fit,
+    load_datasets,
+    prepare,
+    train_one_epoch,
+)
+
+IMPORTANCES = ("l1", "bn", "taylor")
+
+
+@dataclass
+class LowRankConfig:
+    """Low-rank decomposition (Jaderberg et al. 2014 scheme 2; Tai et al. 2016 closed form)."""
+
+    energy: float = field(
+        default=0.9, metadata={"help": "per-layer rank keeps this share of sum(s^2)"}
+    )
+    flops_ratio: float = field(
+        default=0.0,
+        metadata={"help": "instead of --energy: target FLOPs as a share of the input model's"},
+    )
+
+
+@dataclass
+class PruneConfig:
+    """Iterative global filter pruning with KT fine-tuning between steps."""
+
+    flops_ratio: float = field(
+        default=0.5, metadata={"help": "target FLOPs as a share of the input model's"}
+    )
+    step_fraction: float = field(
+        default=0.2, metadata={"help": "share of the remaining prunable filters removed per step"}
+    )
+    step_epochs: int = field(
+        default=1, metadata={"help": "KT fine-tuning epochs after each pruning step"}
+    )
+    importance: str = field(
+        default="l1", metadata={"help": "filter importance", "choices": IMPORTANCES}
+    )
+    min_channels: int = field(default=4, metadata={"help": "no layer is cut below this width"})
+
+
+def load_teacher(spec: str, train_set: Dataset, data_path: str) -> Bundle:
+    """A trained bundle whose charset and preprocessing match the training LMDB."""
+    path = resolve_model(spec)
+    bundle = load_bundle(path)
+    if bundle.charset != train_set.charset:
+        raise DataMismatchError(
+            f"{data_path}: charset ({len(train_set.charset)} classes) differs from model {path}'s "
+            f"({len(bundle.charset)} classes)"
+        )
+    check_data_matches(data_path, train_set.norm, bundle.norm, str(path))
+    return bundle
+
+
+def _record(kind: str, command: str | None, cfg: TrainConfig, **more: Any) -> dict[str, Any]:
+    return {"kind": kind, "command": command, "data": cfg.data, "val": cfg.val, **more}
+
+
+def run_distill(
+    cfg: TrainConfig,
+    dcfg: DistillConfig,
+    out: str | Path,
+    *,
+    teacher: str | None = None,
+    peer_arch: str | None = None,
+    peer_kwargs: dict[str, Any] | None = None,
+    resume: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """`hccr distill`: student cfg.arch learns from a teacher bundle, or mutually with a peer.
+
+    In mutual mode the peer (peer_arch, default the teacher bundle's arch, else teacher_cnn)
+    starts from scratch like the student; a teacher bundle, if given, only names its
+    architecture. The peer's best state is saved as a bundle in RUN_DIR/peer.
+    """
+    from hccr.nets import create_model, model_kwargs
+
+    device = prepare(cfg)
+    train_set, val_set = load_datasets(cfg)
+    charset = train_set.charset
+    n = len(charset)
+    student = create_model(cfg.arch, num_classes=n, **cfg.parsed_model_kwargs())
+    more: dict[str, Any] = {"distill": asdict(dcfg)}
+    other: nn.Module
+    if dcfg.kd_mode == "mutual":
+        bundle = load_teacher(teacher, train_set, cfg.data) if teacher else None
+        peer_arch = peer_arch or (bundle.arch if bundle else "teacher_cnn")
+        kwargs = dict(peer_kwargs or (bundle.kwargs if bundle and bundle.arch == peer_arch else {}))
+        kwargs.pop("num_classes", None)
+        other = create_model(peer_arch, num_classes=n, **kwargs)
+        peer_kwargs = model_kwargs(other)
+        more.update(peer_arch=peer_arch, peer_kwargs=peer_kwargs)
+    else:
+        if not teacher:
+            raise ValueError(f"--teacher is required for --kd-mode {dcfg.kd_mode}")
+        bundle = load_teacher(teacher, train_set, cfg.data)
+        other = bundle.model
+        more.update(
+            teacher=str(bundle.path), teacher_arch=bundle.arch, teacher_metrics=bundle.metrics
+        )
+    objective = build_objective(
+        dcfg,
+        student.to(device),
+        other.to(device),
+        image_size=train_set.image_size,
+        label_smoothing=cfg.label_smoothing,
+    )
+    spec = RunSpec(
+        arch=cfg.arch,
+        kwargs=model_kwargs(student),
+        charset=charset,
+        norm=train_set.norm,
+        record=_record("distill", command, cfg, **more),
+        peer_arch=peer_arch if dcfg.kd_mode == "mutual" else None,
+        peer_kwargs=peer_kwargs,
+    )
+    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
+
+
+def _resumed_student(out: Path, device: torch.device) -> nn.Module:
+    """The compressed architecture recorded in a run's checkpoint (weights loaded by fit)."""
+    from hccr.nets import create_model
+
+    checkpoint = torch.load(out / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    kwargs = dict(checkpoint["kwargs"])
+    return create_model(checkpoint["arch"], **kwargs).to(device)
+
+
+def _kt_finetune(
+    objective: nn.Module, cfg: TrainConfig, train_set: Dataset, epochs: int, device: torch.device
+) -> None:
+    """A short in-memory KT fine-tune (between pruning steps): no files, no evaluation."""
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=cfg.workers,
+        drop_last=len(train_set) > cfg.batch_size,
+    )
+    objective.to(device)
+    optimizer = build_optimizer(objective.trainable_parameters(), cfg)
+    total = max(1, epochs * len(loader))
+    for epoch in range(epochs):
+        train_one_epoch(
+            objective.student,
+            objective,
+            optimizer,
+            loader,
+            device,
+            lr_at=lambda step: cosine_lr(step, total, 0, cfg.lr, cfg.min_lr),
+            start_step=epoch * len(loader),
+            amp=cfg.amp,
+            progress=cfg.progress,
+            desc=f"prune fine-tune {epoch + 1}/{epochs}",
+        )
+
+
+def run_lowrank(
+    model_spec: str,
+    cfg: TrainConfig,
+    lcfg: LowRankConfig,
+    dcfg: DistillConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """`hccr compress lowrank`: decompose MODEL, then KT fine-tune it from the undecomposed MODEL."""
+    from hccr.compress import decompose_lowrank
+    from hccr.nets import model_kwargs
+    from hccr.profiling import count_flops
+
+    out = Path(out)
+    device = prepare(cfg)
+    train_set, val_set = load_datasets(cfg)
+    bundle = load_teacher(model_spec, train_set, cfg.data)
+    size = train_set.image_size
+    base_flops = count_flops(bundle.model, size)["flops"]
+    if resume:
+        student = _resumed_student(out, device)
+    elif lcfg.flops_ratio > 0:
+        student = decompose_lowrank(
+            copy.deepcopy(bundle.model), flops_budget=lcfg.flops_ratio * base_flops, input_size=size
+        )
+    else:
+        student = decompose_lowrank(
+            copy.deepcopy(bundle.model), energy=lcfg.energy, input_size=size
+        )
+    kwargs = model_kwargs(student)
+    more = {
+        "lowrank": asdict(lcfg),
+        "distill": asdict(dcfg),
+        "source": str(bundle.path),
+        "source_metrics": bundle.metrics,
+        "source_flops": base_flops,
+        "flops": count_flops(student, size)["flops"],
+        "ranks": kwargs.get("ranks"),
+    }
+    objective = build_objective(
+        dcfg,
+        student.to(device),
+        bundle.model.to(device),
+        image_size=size,
+        label_smoothing=cfg.label_smoothing,
+    )
+    spec = RunSpec(
+        arch=bundle.arch,
+        kwargs=kwargs,
+        charset=bundle.charset,
+        norm=bundle.norm,
+        record=_record("compress-lowrank", command, cfg, **more),
+    )
+    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
+
+
+def run_prune(
+    model_spec: str,
+    cfg: TrainConfig,
+    pcfg: PruneConfig,
+    dcfg: DistillConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """`hccr compress prune`: prune MODEL to a FLOPs budget with KT fine-tuning after each step
+    (teacher: the unpruned MODEL), then a final KT fine-tune of cfg.epochs into the run folder."""
+    from hccr.compress import prune_to_budget
+    from hccr.nets import model_kwargs
+    from hccr.profiling import count_flops
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("compress prune runs in one process (pruning steps are not distributed)")
+    if dcfg.kd_mode == "mutual":
+        raise ValueError(
+            "compress uses the source model as a fixed teacher: --kd-mode logit|feature"
+        )
+    out = Path(out)
+    device = prepare(cfg)
+    train_set, val_set = load_datasets(cfg)
+    bundle = load_teacher(model_spec, train_set, cfg.data)
+    size = train_set.image_size
+    base_flops = count_flops(bundle.model, size)["flops"]  # counted on CPU, before the move
+    teacher = bundle.model.to(device)
+    history: list[dict[str, Any]] = []
+    if resume:
+        student = _resumed_student(out, device)
+    else:
+        if (out / CHECKPOINT_FILE).is_file():
+            raise BundleError(
+                f"{out}: already holds a training run; pass --resume to continue it or choose "
+                "another -o"
+            )
+
+        def finetune(model: nn.Module) -> nn.Module:
+            if pcfg.step_epochs <= 0:
+                return model
+            objective = build_objective(
+                dcfg,
+                model.to(device),
+                teacher,
+                image_size=size,
+                label_smoothing=cfg.label_smoothing,
+            )
+            _kt_finetune(objective, cfg, train_set, pcfg.step_epochs, device)
+            return model.cpu()
+
+        student, _, history = prune_to_budget(
+            copy.deepcopy(bundle.model).cpu(),
+            flops_target=pcfg.flops_ratio * base_flops,
+            step_fraction=pcfg.step_fraction,
+            finetune=finetune,
+            importance=pcfg.importance,
+            min_channels=pcfg.min_channels,
+            input_size=size,
+        )
+    kwargs = model_kwargs(student)
+    more = {
+        "prune": asdict(pcfg),
+        "distill": asdict(dcfg),
+        "source": str(bundle.path),
+        "source_metrics": bundle.metrics,
+        "source_flops": base_flops,
+        "flops": count_flops(student.cpu(), size)["flops"],
+        "channels": kwargs.get("channels"),
+        "prune_history": history,
+    }
+    objective = build_objective(
+        dcfg, student.to(device), teacher, image_size=size, label_smoothing=cfg.label_smoothing
+    )
+    spec = RunSpec(
+        arch=bundle.arch,
+        kwargs=kwargs,
+        charset=bundle.charset,
+        norm=bundle.norm,
+        record=_record("compress-prune", command, cfg, **more),
+    )
+    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)

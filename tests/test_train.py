@@ -1,0 +1,250 @@
+"""Training loop, run folders, resume, DDP, evaluation and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_lmdb import FAST, TINY_STUDENT, TINY_TEACHER, make_tiny_lmdb
+from torch.utils.data import DataLoader
+
+from hccr.bundle import load_bundle
+from hccr.cli import main
+from hccr.dataset import LmdbDataset
+from hccr.distill.objectives import CrossEntropyObjective
+from hccr.evaluate import evaluate
+from hccr.nets import create_model
+from hccr.run_folder import read_metrics
+from hccr.train import TrainConfig, build_optimizer, cosine_lr, train_one_epoch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dbs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("train-data")
+    return make_tiny_lmdb(root / "train.lmdb", seed=0), make_tiny_lmdb(root / "val.lmdb", seed=1)
+
+
+def _train_args(dbs: tuple[Path, Path], out: Path, *more: str) -> list[str]:
+    train, val = dbs
+    return [
+        "train",
+        "--data",
+        str(train),
+        "--val",
+        str(val),
+        *TINY_STUDENT,
+        *FAST,
+        "-o",
+        str(out),
+        *more,
+    ]
+
+
+def test_few_steps_lower_the_loss(dbs: tuple[Path, Path]) -> None:
+    torch.manual_seed(0)
+    dataset = LmdbDataset(dbs[0])
+    loader = DataLoader(dataset, batch_size=20, shuffle=True)
+    model = create_model(
+        "student_lw",
+        num_classes=5,
+        channels=[4, 8, 8, 8],
+        depths=[1, 1, 1, 1],
+        feat_dim=16,
+        dropout=0.0,
+    )
+    objective = CrossEntropyObjective(model)
+    cfg = TrainConfig(lr=0.05, weight_decay=0.0)
+    optimizer = build_optimizer(objective.trainable_parameters(), cfg)
+    first = train_one_epoch(model, objective, optimizer, loader, torch.device("cpu"))
+    for _ in range(6):
+        last = train_one_epoch(model, objective, optimizer, loader, torch.device("cpu"))
+    assert set(first) == {"loss", "ce"}
+    assert last["loss"] < 0.8 * first["loss"]
+
+
+def test_cosine_schedule() -> None:
+    assert cosine_lr(0, 100, 10, 0.1, 0.0) == pytest.approx(0.01)
+    assert cosine_lr(9, 100, 10, 0.1, 0.0) == pytest.approx(0.1)
+    assert cosine_lr(55, 100, 10, 0.1, 0.0) == pytest.approx(0.05)
+    assert cosine_lr(100, 100, 10, 0.1, 0.001) == pytest.approx(0.001)
+
+
+def test_train_writes_run_folder_that_is_a_bundle(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "2")) == 0
+    for name in (
+        "config.json",
+        "checkpoint.pt",
+        "best.pt",
+        "metrics.jsonl",
+        "bundle.json",
+        "weights.pt",
+        "charset.txt",
+        "README.md",
+    ):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"].startswith("hccr train --data ")
+    assert config["train"]["epochs"] == 2
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    bundle = load_bundle(out)
+    assert bundle.arch == "student_lw" and bundle.num_classes == 5 and bundle.image_size == 32
+    best = max(rows, key=lambda r: r["top1"])
+    assert bundle.metrics["top1"] == best["top1"]
+    assert "hccr train --data" in (out / "README.md").read_text()
+    # checkpoints load with weights_only=True
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    capsys.readouterr()
+    assert (
+        main(["eval", str(out), "--data", str(dbs[1]), "--json", "--workers", "0", "--no-progress"])
+        == 0
+    )
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) == {"top1", "top5", "top10", "n"}
+    assert scores["n"] == 60 and scores["top1"] == pytest.approx(best["top1"])
+    assert scores["top5"] == 1.0  # 5 classes
+
+
+def test_resume_continues_from_checkpoint_epoch(dbs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 0
+    first = read_metrics(out)
+    assert main(_train_args(dbs, out, "--epochs", "3", "--resume")) == 0
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[0] == first[0]  # epoch 1 was not re-run
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_existing_run_needs_resume(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 1
+    assert "--resume" in capsys.readouterr().err
+
+
+def _one_line_error(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    return err
+
+
+def test_resume_with_other_arch_is_one_line_error(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    train, val = dbs
+    args = [
+        "train",
+        "--data",
+        str(train),
+        "--val",
+        str(val),
+        *TINY_TEACHER,
+        *FAST,
+        "--epochs",
+        "2",
+        "-o",
+        str(out),
+        "--resume",
+    ]
+    assert main(args) == 1
+    err = _one_line_error(capsys)
+    assert "student_lw with 5 classes" in err and "teacher_cnn" in err
+
+
+def test_resume_with_other_num_classes_is_one_line_error(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    six = make_tiny_lmdb(tmp_path / "six.lmdb", num_classes=6, per_class=4)
+    args = [
+        "train",
+        "--data",
+        str(six),
+        "--val",
+        str(six),
+        *TINY_STUDENT,
+        *FAST,
+        "--epochs",
+        "2",
+        "-o",
+        str(out),
+        "--resume",
+    ]
+    assert main(args) == 1
+    err = _one_line_error(capsys)
+    assert "5 classes" in err and "6 classes" in err
+
+
+def test_eval_mismatched_image_size_is_one_line_error(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 0
+    big = make_tiny_lmdb(tmp_path / "big.lmdb", per_class=2, size=48)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--data", str(big), "--json", "--workers", "0"]) == 1
+    err = _one_line_error(capsys)
+    assert "image size" in err and "48x48" in err and "32x32" in err and str(big) in err
+    linear = make_tiny_lmdb(tmp_path / "linear.lmdb", per_class=2, method="linear")
+    assert main(["eval", str(out), "--data", str(linear), "--workers", "0"]) == 1
+    assert "normalisation" in _one_line_error(capsys)
+
+
+def test_evaluate_topk_and_label_map() -> None:
+    class Fixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # class 0 first, then 1, 2, ...
+            return torch.arange(12, 0, -1, dtype=torch.float).expand(x.shape[0], 12)
+
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    labels = torch.tensor([0, 3, 7, 11])
+    scores = evaluate(Fixed(), [(images, labels)])
+    assert scores == {"top1": 0.25, "top5": 0.5, "top10": 0.75, "n": 4}
+    mapped = evaluate(Fixed(), [(images, labels)], labels_to_model=torch.tensor([0] * 11 + [-1]))
+    assert mapped["top1"] == 0.75 and mapped["top10"] == 0.75
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_complete_an_epoch(dbs: tuple[Path, Path], tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    train, val = dbs
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "hccr.cli",
+        *_train_args(dbs, out, "--epochs", "1", "--device", "cpu")[0:],
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    assert [r["epoch"] for r in read_metrics(out)] == [1]
+    assert load_bundle(out).num_classes == 5
