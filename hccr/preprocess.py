@@ -174,8 +174,6 @@ def normalize(ink: np.ndarray, cfg: NormConfig) -> np.ndarray:
     if w == 0:
         raise EmptyImageError("no ink in image")
     crop = ink[y0 : y0 + h, x0 : x0 + w]
-    if cfg.stretch:
-        crop = _stretch(crop, cfg.ink_threshold)
 
     S = cfg.size
     margin = cfg.margin * S / 64
@@ -202,7 +200,10 @@ def normalize(ink: np.ndarray, cfg: NormConfig) -> np.ndarray:
         fy, fx = small.shape[0] / h, small.shape[1] / w
         matrix[0, 0], matrix[1, 1] = scale / fx, scale / fy
         crop = small
-    return cv2.warpAffine(crop, matrix, (S, S), flags=cv2.INTER_LINEAR, borderValue=0)
+    out = cv2.warpAffine(crop, matrix, (S, S), flags=cv2.INTER_LINEAR, borderValue=0)
+    # Stretch after resampling: shrinking a big image averages thin strokes into faint grey,
+    # which the stretch restores (a thin mouse stroke then looks like a pen stroke).
+    return _stretch(out, cfg.ink_threshold // 2) if cfg.stretch else out
 
 
 def _clamp_centre(c: float, extent: int, scale: float, S: int, inset: float) -> float:

@@ -1,0 +1,27 @@
+"""Serve the real-time drawing demo (Gradio) on 127.0.0.1.
+
+Draw a character; the top-10 candidates update on every stroke. Without --model the default
+shipped bundle is used, or, until one ships, an untrained placeholder (the page says so).
+
+  hccr demo
+  hccr demo --model gb1-teacher --port 7861
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="bundle name in models/, bundle folder or run folder (default: the shipped student)")  # fmt: skip
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: 127.0.0.1, this machine only)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from demo.app import serve  # gradio is imported only by this command
+
+    serve(args.model, args.host, args.port)
+    return 0

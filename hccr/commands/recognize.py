@@ -1,0 +1,383 @@
+"""Recognise characters in image files, folders, .gnt files and .lmdb folders.
+
+Each character gets one output line (table, csv or jsonl), streamed as batches finish, with a
+progress bar on stderr. `.gnt` and `.lmdb` samples carry their label, so accuracy is printed at
+the end. An unreadable, non-image or empty file, or a corrupt `.gnt` record, gets a line on
+stderr naming the path (and byte offset); the run goes on and exits 1 with a count of failures.
+Folders are searched recursively for images, `.gnt` files and `.lmdb` folders.
+
+  hccr recognize scans/ --format csv > out.csv
+  hccr recognize HWDB1.1tst_gnt/*.gnt --model gb1-teacher --topk 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
+    ".pnm",
+)  # fmt: skip
+FORMATS = ("table", "csv", "jsonl")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: an image file, a .gnt file or an .lmdb folder."""
+
+    kind: str  # "image" | "gnt" | "lmdb"
+    path: Path
+
+
+def _is_lmdb(path: Path) -> bool:
+    return path.is_dir() and (path.suffix == ".lmdb" or (path / "data.mdb").is_file())
+
+
+def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[str], list[str]]:
+    """Expands the command-line inputs into sources.
+
+    Returns:
+        (sources, notes, errors): notes name files a folder held that are not inputs; errors
+        name inputs that do not exist.
+    """
+    sources: list[Source] = []
+    notes: list[str] = []
+    errors: list[str] = []
+    for raw in inputs:
+        path = Path(raw)
+        if _is_lmdb(path):
+            sources.append(Source("lmdb", path))
+        elif path.is_dir():
+            skipped = 0
+            for root, dirs, files in os.walk(path):
+                root_path = Path(root)
+                dirs.sort()
+                for d in list(dirs):
+                    if _is_lmdb(root_path / d):
+                        sources.append(Source("lmdb", root_path / d))
+                        dirs.remove(d)  # an LMDB's files are not images
+                for name in sorted(files):
+                    suffix = Path(name).suffix.lower()
+                    if suffix == ".gnt":
+                        sources.append(Source("gnt", root_path / name))
+                    elif suffix in IMAGE_EXTENSIONS:
+                        sources.append(Source("image", root_path / name))
+                    else:
+                        skipped += 1
+            if skipped:
+                notes.append(
+                    f"{path}: skipped {skipped} file(s) that are not images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}), .gnt files or .lmdb folders"
+                )
+        elif path.is_file():
+            kind = "gnt" if path.suffix.lower() == ".gnt" else "image"
+            sources.append(Source(kind, path))
+        else:
+            errors.append(f"{path}: no such file or folder")
+    return sources, notes, errors
+
+
+def _item(source: Path, index: int | None, label: str | None, image=None, error=None) -> dict:
+    return {"source": str(source), "index": index, "label": label, "image": image, "error": error}
+
+
+class RecognizeDataset(IterableDataset):
+    """Streams normalised samples (or error records) from sources, in input order.
+
+    Items are handed to workers in blocks of `block` consecutive items, block k to worker
+    k % num_workers. With DataLoader(batch_size=block) each worker's batches are then exactly
+    its blocks, and the loader's round-robin over workers yields them in input order.
+    Every item yields exactly one record (a sample or an error), which keeps the blocks aligned.
+    """
+
+    def __init__(self, sources: Sequence[Source], norm: Any, block: int) -> None:
+        self.sources = list(sources)
+        self.norm = norm
+        self.block = block
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        counter = 0
+        for source in self.sources:
+            # every worker walks every source so that all agree on item numbering
+            for make in getattr(self, f"_iter_{source.kind}")(source.path):
+                if (counter // self.block) % num_workers == worker:
+                    yield make()
+                counter += 1
+
+    def _iter_image(self, path: Path) -> Iterator:
+        yield lambda: self._load_image(path)
+
+    def _load_image(self, path: Path) -> dict:
+        from PIL import Image, UnidentifiedImageError
+
+        from hccr.preprocess import EmptyImageError, preprocess
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = preprocess(im, self.norm)
+        except UnidentifiedImageError:
+            return _item(path, None, None, error=f"{path}: not an image file")
+        except EmptyImageError as e:
+            return _item(path, None, None, error=f"{path}: empty image ({e})")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return _item(path, None, None, error=f"{path}: cannot read image: {e}")
+        return _item(path, None, None, image=torch.from_numpy(image).unsqueeze(0))
+
+    def _iter_gnt(self, path: Path) -> Iterator:
+        from hccr.casia import iter_gnt
+        from hccr.preprocess import EmptyImageError, ink_from_white_background, normalize
+
+        def sample(i: int, record) -> dict:
+            try:
+                image = normalize(ink_from_white_background(record.bitmap), self.norm)
+            except EmptyImageError:
+                where = f"{path}: record {i} at byte {record.offset}"
+                return _item(path, i, record.char, error=f"{where}: empty bitmap (no ink)")
+            return _item(path, i, record.char, image=torch.from_numpy(image).unsqueeze(0))
+
+        next_index = 0
+        try:
+            for i, record in enumerate(iter_gnt(path)):
+                yield lambda i=i, record=record: sample(i, record)
+                next_index = i + 1
+        except (ValueError, OSError) as e:  # CasiaFormatError names the path and byte offset
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            # once a record is corrupt the rest of the file cannot be framed: one line for it all
+            yield lambda: _item(path, next_index, None, error=f"{message} (rest of file skipped)")
+
+    def _iter_lmdb(self, path: Path) -> Iterator:
+        # The format module, not LmdbDataset: that one carries training augmentation (torchvision,
+        # seconds to import in every worker) and recognition needs none of it.
+        import struct
+        import zlib
+
+        import lmdb
+
+        from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
+        from hccr.preprocess import EmptyImageError, NormConfig, normalize
+
+        try:
+            meta = read_meta(path)
+            count = int(meta["num_samples"])
+            size = int(meta["image_size"])
+            renormalize = NormConfig.from_dict(meta["norm"]) != self.norm
+            chars = list(meta["charset"])
+        except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
+            message = f"{path}: cannot open LMDB: {e}"
+            yield lambda: _item(path, None, None, error=message)
+            return
+
+        def sample(i: int) -> dict:
+            try:
+                with open_lmdb(path).begin(buffers=True) as txn:  # one shared env per process
+                    value = txn.get(sample_key(i))
+                    if value is None:
+                        raise KeyError(f"sample {i} is missing")
+                    image, label, _ = decode_sample(bytes(value), size)
+                if renormalize:  # packed with another NormConfig than the model's
+                    image = normalize(image, self.norm)
+                label_char = chars[label] if 0 <= label < len(chars) else None
+            except EmptyImageError:
+                return _item(path, i, None, error=f"{path}: sample {i}: empty image")
+            except (ValueError, OSError, KeyError, lmdb.Error, zlib.error, struct.error) as e:
+                return _item(path, i, None, error=f"{path}: sample {i}: {e}")
+            return _item(path, i, label_char, image=torch.from_numpy(image.copy()).unsqueeze(0))
+
+        for i in range(count):
+            yield lambda i=i: sample(i)
+
+
+def _count_items(sources: Sequence[Source]) -> int | None:
+    """Items to expect, for the progress bar; None when a .gnt is among them (unknown count)."""
+    from hccr.lmdb_format import read_meta
+
+    total = 0
+    for s in sources:
+        if s.kind == "gnt":
+            return None
+        if s.kind == "lmdb":
+            try:
+                total += int(read_meta(s.path)["num_samples"])
+            except Exception:  # reported properly when the source is read
+                total += 1
+        else:
+            total += 1
+    return total
+
+
+def collate(items: list[dict]) -> dict:
+    """Keeps per-item fields as lists and stacks the valid images into (N, 1, S, S) uint8."""
+    images = [it["image"] for it in items if it["image"] is not None]
+    batch = {key: [it[key] for it in items] for key in ("source", "index", "label", "error")}
+    batch["images"] = torch.stack(images) if images else None
+    return batch
+
+
+class _Writer:
+    """Writes one line per recognised character in the chosen format."""
+
+    def __init__(self, out: TextIO, fmt: str, topk: int, source_width: int) -> None:
+        self.out, self.fmt, self.topk = out, fmt, topk
+        self.source_width = max(6, min(source_width, 60))
+        if fmt == "csv":
+            self._csv = csv.writer(out, lineterminator="\n")
+            header = ["source", "index", "label"]
+            for r in range(1, topk + 1):
+                header += [f"char{r}", f"prob{r}"]
+            self._csv.writerow(header)
+        elif fmt == "table":
+            w = self.source_width
+            out.write(f"{'SOURCE':<{w}}  {'INDEX':>6}  LABEL  TOP-{topk}\n")
+
+    def write(self, source: str, index: int | None, label: str | None, top: list) -> None:
+        if self.fmt == "jsonl":
+            record = {
+                "source": source,
+                "index": index,
+                "label": label,
+                "top": [{"char": c.char, "prob": round(c.prob, 6)} for c in top],
+            }
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif self.fmt == "csv":
+            row: list[Any] = [source, "" if index is None else index, label or ""]
+            for c in top:
+                row += [c.char, f"{c.prob:.6f}"]
+            self._csv.writerow(row)
+        else:
+            w = self.source_width
+            shown = source if len(source) <= w else "..." + source[-(w - 3) :]
+            idx = "-" if index is None else str(index)
+            lab = label or "-"
+            cands = "  ".join(f"{c.char} {c.prob:.3f}" for c in top)
+            # a CJK label is two columns wide: pad to the LABEL header's five columns
+            pad = 5 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in lab)
+            self.out.write(f"{shown:<{w}}  {idx:>6}  {lab}{' ' * max(pad, 0)}  {cands}\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders (recursive), .gnt files, .lmdb folders")  # fmt: skip
+    parser.add_argument("--model", default=None,
+                        help="bundle name in models/, bundle folder or run folder (default: the shipped student)")  # fmt: skip
+    parser.add_argument("--topk", type=int, default=5, help="candidates per character (default: 5)")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, default=None,
+                        help="output format (default: table on a terminal, jsonl otherwise)")  # fmt: skip
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="characters per batch (default: 256)"
+    )
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader worker processes for reading and normalising (default: 2)")  # fmt: skip
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torchscript", "torch"),
+                        help="auto: the bundle's ONNX / TorchScript export when present, else the float model")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1,
+                        help="model threads in the main process; the workers use the other cores (default: 1)")  # fmt: skip
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hccr.recognizer import Recognizer
+
+    if args.topk < 1:
+        raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recognizer = Recognizer.from_bundle(args.model, backend=args.backend, num_threads=args.threads)
+    sources, notes, failures_before = collect_sources(args.inputs)
+    err = sys.stderr
+    for line in notes:
+        print(f"hccr recognize: note: {line}", file=err)
+    failures = 0
+    for line in failures_before:
+        print(f"hccr recognize: {line}", file=err)
+        failures += 1
+
+    out = sys.stdout
+    fmt = args.fmt or ("table" if out.isatty() else "jsonl")
+    writer = _Writer(out, fmt, args.topk, max((len(str(s.path)) for s in sources), default=6))
+    # Worker start-up costs more than it saves on a handful of images.
+    small = all(s.kind == "image" for s in sources) and len(sources) <= args.batch_size
+    workers = 0 if small else max(args.workers, 0)
+    dataset = RecognizeDataset(sources, recognizer.norm, args.batch_size)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=workers,
+                        collate_fn=collate, persistent_workers=False)  # fmt: skip
+    show = err.isatty() if args.progress is None else args.progress
+    total = _count_items(sources) if show else None
+    bar = tqdm(total=total, unit="char", file=err, disable=not show, dynamic_ncols=True)
+    done = labelled = correct1 = correctk = 0
+    start = time.perf_counter()
+    try:
+        for batch in loader:
+            results = iter(
+                recognizer.recognize_prepared(batch["images"], args.topk)
+                if batch["images"] is not None
+                else []
+            )
+            for source, index, label, error in zip(
+                batch["source"], batch["index"], batch["label"], batch["error"], strict=True
+            ):
+                if error is not None:
+                    failures += 1
+                    bar.write(f"hccr recognize: {error}", file=err)
+                    continue
+                top = next(results)
+                writer.write(source, index, label, top)
+                done += 1
+                if label is not None:
+                    labelled += 1
+                    correct1 += top[0].char == label
+                    correctk += any(c.char == label for c in top)
+            out.flush()
+            bar.update(len(batch["source"]))
+    except BrokenPipeError:  # `hccr recognize ... | head`: the reader is gone, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    rate = done / seconds if seconds > 0 else 0.0
+    print(
+        f"hccr recognize: {done} character(s) in {seconds:.1f} s ({rate:.0f}/s), "
+        f"model {recognizer.name} ({recognizer.backend})",
+        file=err,
+    )
+    if labelled:
+        print(
+            f"hccr recognize: accuracy on {labelled} labelled: top-1 {100 * correct1 / labelled:.2f}% "
+            f"({correct1}/{labelled}), top-{args.topk} {100 * correctk / labelled:.2f}% "
+            f"({correctk}/{labelled})",
+            file=err,
+        )
+    if failures:
+        print(f"hccr recognize: {failures} failure(s); see the lines above", file=err)
+        return 1
+    if not done:
+        print("hccr recognize: no characters found in the inputs", file=err)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs `hccr recognize` with argv (for tests and scripts)."""
+    from hccr.cli import main as cli_main
+
+    return cli_main(["recognize", *(argv or [])])
