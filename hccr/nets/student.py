@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hccr.nets.cnn import HccrNet
 from hccr.nets.registry import register_model
@@ -33,128 +33,80 @@ def _first_conv_then(kind: str, depths: Sequence[int]) -> list[str]:
     return ["conv"] + [kind] * (sum(depths) - 1)
 
 
-@register_model
-def student_lw(
-    num_classes: int = 3755,
-    channels: Sequence[int] = STUDENT_CHANNELS,
-    depths: Sequence[int] = TEACHER_DEPTHS,
-    blocks: str | Sequence[str] | None = None,
-    feat_dim: int = STUDENT_FEAT_DIM,
-    pool_size: int = 2,
-    dropout: float = 0.1,
-    groups: int = 4,
-    ranks: dict[str, int] | None = None,
-) -> HccrNet:
-    """LightweightNet student: compact depthwise-separable blocks and a 128-d feature layer."""
-    blocks = _first_conv_then("dw", depths) if blocks is None else blocks
-    return HccrNet(
-        num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks
-    )
+def _register_student(
+    name: str,
+    doc: str,
+    *,
+    kind: str,
+    channels: Sequence[int],
+    feat_dim: int,
+    dropout: float,
+) -> Callable[..., HccrNet]:
+    """Registers builder `name`: an HccrNet whose blocks after the first are `kind` by default.
+
+    Every student takes the teacher's kwargs (so `create_model(name, **model.kwargs)` rebuilds
+    it); only the defaults of `channels`, `feat_dim`, `dropout` and the block type differ.
+    """
+    default_channels, default_feat_dim, default_dropout = channels, feat_dim, dropout
+
+    def builder(
+        num_classes: int = 3755,
+        channels: Sequence[int] = default_channels,
+        depths: Sequence[int] = TEACHER_DEPTHS,
+        blocks: str | Sequence[str] | None = None,
+        feat_dim: int = default_feat_dim,
+        pool_size: int = 2,
+        dropout: float = default_dropout,
+        groups: int = 4,
+        ranks: dict[str, int] | None = None,
+    ) -> HccrNet:
+        blocks = _first_conv_then(kind, depths) if blocks is None else blocks
+        return HccrNet(
+            num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks
+        )
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    return register_model(builder)
 
 
-@register_model
-def student_lw_050(
-    num_classes: int = 3755,
-    channels: Sequence[int] = tuple(c // 2 for c in STUDENT_CHANNELS),
-    depths: Sequence[int] = TEACHER_DEPTHS,
-    blocks: str | Sequence[str] | None = None,
-    feat_dim: int = STUDENT_FEAT_DIM,
-    pool_size: int = 2,
-    dropout: float = 0.1,
-    groups: int = 4,
-    ranks: dict[str, int] | None = None,
-) -> HccrNet:
-    """LightweightNet at width x0.5 (timm's `_050` convention); the feature layer stays 128-d."""
-    blocks = _first_conv_then("dw", depths) if blocks is None else blocks
-    return HccrNet(
-        num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks
-    )
-
-
-def _cheap_teacher(
-    kind: str, num_classes: int, blocks: str | Sequence[str] | None, **kwargs
-) -> HccrNet:
-    depths = kwargs.pop("depths")
-    blocks = _first_conv_then(kind, depths) if blocks is None else blocks
-    return HccrNet(num_classes=num_classes, depths=depths, blocks=blocks, **kwargs)
-
-
-@register_model
-def student_lw_group(
-    num_classes: int = 3755,
-    channels: Sequence[int] = TEACHER_CHANNELS,
-    depths: Sequence[int] = TEACHER_DEPTHS,
-    blocks: str | Sequence[str] | None = None,
-    feat_dim: int = TEACHER_FEAT_DIM,
-    pool_size: int = 2,
-    dropout: float = 0.3,
-    groups: int = 4,
-    ranks: dict[str, int] | None = None,
-) -> HccrNet:
-    """The teacher with its 3x3 convs as 4-group convs + channel shuffle (ShuffleNet)."""
-    return _cheap_teacher(
-        "group",
-        num_classes,
-        blocks,
-        channels=channels,
-        depths=depths,
-        feat_dim=feat_dim,
-        pool_size=pool_size,
-        dropout=dropout,
-        groups=groups,
-        ranks=ranks,
-    )
-
-
-@register_model
-def student_lw_dw(
-    num_classes: int = 3755,
-    channels: Sequence[int] = TEACHER_CHANNELS,
-    depths: Sequence[int] = TEACHER_DEPTHS,
-    blocks: str | Sequence[str] | None = None,
-    feat_dim: int = TEACHER_FEAT_DIM,
-    pool_size: int = 2,
-    dropout: float = 0.3,
-    groups: int = 4,
-    ranks: dict[str, int] | None = None,
-) -> HccrNet:
-    """The teacher with its 3x3 convs as depthwise-separable convs (MobileNets)."""
-    return _cheap_teacher(
-        "dw",
-        num_classes,
-        blocks,
-        channels=channels,
-        depths=depths,
-        feat_dim=feat_dim,
-        pool_size=pool_size,
-        dropout=dropout,
-        groups=groups,
-        ranks=ranks,
-    )
-
-
-@register_model
-def student_lw_shift(
-    num_classes: int = 3755,
-    channels: Sequence[int] = TEACHER_CHANNELS,
-    depths: Sequence[int] = TEACHER_DEPTHS,
-    blocks: str | Sequence[str] | None = None,
-    feat_dim: int = TEACHER_FEAT_DIM,
-    pool_size: int = 2,
-    dropout: float = 0.3,
-    groups: int = 4,
-    ranks: dict[str, int] | None = None,
-) -> HccrNet:
-    """The teacher with its 3x3 convs as shift + 1x1 convs (Wu et al. 2018)."""
-    return _cheap_teacher(
-        "shift",
-        num_classes,
-        blocks,
-        channels=channels,
-        depths=depths,
-        feat_dim=feat_dim,
-        pool_size=pool_size,
-        dropout=dropout,
-        groups=groups,
-        ranks=ranks,
-    )
+student_lw = _register_student(
+    "student_lw",
+    "LightweightNet student: compact depthwise-separable blocks and a 128-d feature layer.",
+    kind="dw",
+    channels=STUDENT_CHANNELS,
+    feat_dim=STUDENT_FEAT_DIM,
+    dropout=0.1,
+)
+student_lw_050 = _register_student(
+    "student_lw_050",
+    "LightweightNet at width x0.5 (timm's `_050` convention); the feature layer stays 128-d.",
+    kind="dw",
+    channels=tuple(c // 2 for c in STUDENT_CHANNELS),
+    feat_dim=STUDENT_FEAT_DIM,
+    dropout=0.1,
+)
+student_lw_group = _register_student(
+    "student_lw_group",
+    "The teacher with its 3x3 convs as 4-group convs + channel shuffle (ShuffleNet).",
+    kind="group",
+    channels=TEACHER_CHANNELS,
+    feat_dim=TEACHER_FEAT_DIM,
+    dropout=0.3,
+)
+student_lw_dw = _register_student(
+    "student_lw_dw",
+    "The teacher with its 3x3 convs as depthwise-separable convs (MobileNets).",
+    kind="dw",
+    channels=TEACHER_CHANNELS,
+    feat_dim=TEACHER_FEAT_DIM,
+    dropout=0.3,
+)
+student_lw_shift = _register_student(
+    "student_lw_shift",
+    "The teacher with its 3x3 convs as shift + 1x1 convs (Wu et al. 2018).",
+    kind="shift",
+    channels=TEACHER_CHANNELS,
+    feat_dim=TEACHER_FEAT_DIM,
+    dropout=0.3,
+)
