@@ -112,16 +112,21 @@ class LogitKdObjective(Objective):
     def frozen_modules(self) -> list[nn.Module]:
         return [self.teacher]
 
+    def _ce_and_kd(
+        self, logits: Tensor, teacher_logits: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The hard-label cross-entropy and the soft-target KD term of one batch."""
+        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return ce, kd_loss(logits, teacher_logits, self.temperature)
+
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
             teacher_logits = self.teacher(images)
-        logits = self.student(images)
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        kd = kd_loss(logits, teacher_logits, self.temperature)
+        ce, kd = self._ce_and_kd(self.student(images), teacher_logits, labels)
         return {"loss": self.alpha * ce + (1 - self.alpha) * kd, "ce": ce, "kd": kd}
 
 
-class FeatureKdObjective(Objective):
+class FeatureKdObjective(LogitKdObjective):
     """Logit KD plus FitNets hints on forward_stages outputs, through 1x1-conv adapters.
 
     loss = alpha * CE + (1 - alpha) * KD + hint_weight * mean over matched stages of MSE.
@@ -138,13 +143,8 @@ class FeatureKdObjective(Objective):
         stages: tuple[int, ...] = (),
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.student = student
-        self.teacher = freeze(teacher)
-        self.temperature = temperature
-        self.alpha = alpha
+        super().__init__(student, teacher, temperature, alpha, label_smoothing)
         self.hint_weight = hint_weight
-        self.label_smoothing = label_smoothing
         s_shapes, t_shapes = probe_stage_shapes(student, teacher, image_size)
         n = len(t_shapes)
         build_adapters(s_shapes, t_shapes)  # raises on a stage-count mismatch
@@ -156,15 +156,11 @@ class FeatureKdObjective(Objective):
             [s_shapes[i] for i in self.stages], [t_shapes[i] for i in self.stages]
         )
 
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.teacher]
-
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
             t_stages, teacher_logits = stages_and_logits(self.teacher, images)
         s_stages, logits = stages_and_logits(self.student, images)
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        kd = kd_loss(logits, teacher_logits, self.temperature)
+        ce, kd = self._ce_and_kd(logits, teacher_logits, labels)
         hints = []
         for adapter, i in zip(self.adapters, self.stages, strict=True):
             target = t_stages[i]
