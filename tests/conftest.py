@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 
 
+# --- networks / compression / profiling fixtures -----------------------------------------------
+@pytest.fixture
+def one_thread():
+    """Tiny nets on a shared 2-core machine: extra intra-op threads only spin (100x slower).
+
+    Opt in per module with `pytestmark = pytest.mark.usefixtures("one_thread")`.
+    """
+    import torch  # here, so that tests without torch collect without importing it
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # --- recogniser / CLI / demo fixtures (issue 5) -----------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

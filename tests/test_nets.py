@@ -13,13 +13,8 @@ from hccr.profiling import count_macs, count_params
 SMALL = {"channels": (8, 16, 24, 32), "feat_dim": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: extra intra-op threads only spin (100x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny nets on a shared 2-core machine: every test runs on one intra-op thread (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -20,13 +20,8 @@ SMALL = {"channels": (8, 16, 24, 32), "depths": (1, 1, 1, 1), "feat_dim": 16}
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: extra intra-op threads only spin (100x slower)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# Tiny nets on a shared 2-core machine: every test runs on one intra-op thread (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_flops_are_twice_macs_and_match_a_hand_count() -> None:
