@@ -31,7 +31,9 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_tiny_lmdb(root / "train.lmdb", seed=0), make_tiny_lmdb(root / "val.lmdb", seed=1)
 
 
-def _train_args(dbs: tuple[Path, Path], out: Path, *more: str) -> list[str]:
+def _train_args(
+    dbs: tuple[Path, Path], out: Path, *more: str, model: list[str] = TINY_STUDENT
+) -> list[str]:
     train, val = dbs
     return [
         "train",
@@ -39,7 +41,7 @@ def _train_args(dbs: tuple[Path, Path], out: Path, *more: str) -> list[str]:
         str(train),
         "--val",
         str(val),
-        *TINY_STUDENT,
+        *model,
         *FAST,
         "-o",
         str(out),
@@ -148,22 +150,7 @@ def test_resume_with_other_arch_is_one_line_error(
     out = tmp_path / "run"
     assert main(_train_args(dbs, out, "--epochs", "1")) == 0
     capsys.readouterr()
-    train, val = dbs
-    args = [
-        "train",
-        "--data",
-        str(train),
-        "--val",
-        str(val),
-        *TINY_TEACHER,
-        *FAST,
-        "--epochs",
-        "2",
-        "-o",
-        str(out),
-        "--resume",
-    ]
-    assert main(args) == 1
+    assert main(_train_args(dbs, out, "--epochs", "2", "--resume", model=TINY_TEACHER)) == 1
     err = _one_line_error(capsys)
     assert "student_lw with 5 classes" in err and "teacher_cnn" in err
 
@@ -175,21 +162,7 @@ def test_resume_with_other_num_classes_is_one_line_error(
     assert main(_train_args(dbs, out, "--epochs", "1")) == 0
     capsys.readouterr()
     six = make_tiny_lmdb(tmp_path / "six.lmdb", num_classes=6, per_class=4)
-    args = [
-        "train",
-        "--data",
-        str(six),
-        "--val",
-        str(six),
-        *TINY_STUDENT,
-        *FAST,
-        "--epochs",
-        "2",
-        "-o",
-        str(out),
-        "--resume",
-    ]
-    assert main(args) == 1
+    assert main(_train_args((six, six), out, "--epochs", "2", "--resume")) == 1
     err = _one_line_error(capsys)
     assert "5 classes" in err and "6 classes" in err
 
