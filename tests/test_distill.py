@@ -172,13 +172,10 @@ def teacher_run(tiny_dbs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFa
     return out
 
 
-@pytest.mark.parametrize("mode", ["logit", "feature", "mutual"])
-def test_distill_command_writes_bundle(
-    mode: str, tiny_dbs: tuple[Path, Path], teacher_run: Path, tmp_path: Path
-) -> None:
-    train, val = tiny_dbs
-    out = tmp_path / f"student-{mode}"
-    args = [
+def _distill_args(teacher_run: Path, dbs: tuple[Path, Path], out: Path, *more: str) -> list[str]:
+    """`hccr distill` of the tiny student from `teacher_run` for one epoch."""
+    train, val = dbs
+    return [
         "distill",
         "--teacher",
         str(teacher_run),
@@ -190,12 +187,18 @@ def test_distill_command_writes_bundle(
         *FAST,
         "--epochs",
         "1",
-        "--kd-mode",
-        mode,
+        *more,
         "-o",
         str(out),
     ]
-    assert main(args) == 0
+
+
+@pytest.mark.parametrize("mode", ["logit", "feature", "mutual"])
+def test_distill_command_writes_bundle(
+    mode: str, tiny_dbs: tuple[Path, Path], teacher_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / f"student-{mode}"
+    assert main(_distill_args(teacher_run, tiny_dbs, out, "--kd-mode", mode)) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "distill" and config["distill"]["kd_mode"] == mode
     assert "--kd-mode " + mode in config["command"]
@@ -213,22 +216,7 @@ def test_distill_teacher_with_other_charset_is_one_line_error(
     teacher_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     train = make_tiny_lmdb(tmp_path / "t6.lmdb", num_classes=6, per_class=3)
-    args = [
-        "distill",
-        "--teacher",
-        str(teacher_run),
-        "--data",
-        str(train),
-        "--val",
-        str(train),
-        *TINY_STUDENT,
-        *FAST,
-        "--epochs",
-        "1",
-        "-o",
-        str(tmp_path / "s"),
-    ]
-    assert main(args) == 1
+    assert main(_distill_args(teacher_run, (train, train), tmp_path / "s")) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "charset" in err and "6 classes" in err
 
