@@ -19,6 +19,8 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hccr.commands.profile import add_model_spec_arguments
+
     parser.add_argument(
         "model", metavar="MODEL", help="bundle, run folder, models/ name or architecture name"
     )
@@ -50,15 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.995,
         help="required top-1 agreement (default: 0.995)",
     )
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        default=3755,
-        help="classes of an architecture name (default: 3755)",
-    )
-    parser.add_argument(
-        "--input-size", type=int, default=None, help="image side (default: the bundle's, else 64)"
-    )
+    add_model_spec_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the export report as JSON")
 
 

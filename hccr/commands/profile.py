@@ -27,15 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare", metavar="OTHER", help="also profile OTHER and print ratios MODEL / OTHER"
     )
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        default=3755,
-        help="classes of an architecture name (default: 3755)",
-    )
-    parser.add_argument(
-        "--input-size", type=int, default=None, help="image side (default: the bundle's, else 64)"
-    )
+    add_model_spec_arguments(parser)
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads for latency (default: 1)"
     )
@@ -55,6 +47,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time the BN-folded model, as exported (default: on)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_model_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    """--num-classes and --input-size: how `load_model_spec` reads an architecture-name MODEL."""
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=3755,
+        help="classes of an architecture name (default: 3755)",
+    )
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="image side (default: the bundle's, else 64)"
+    )
 
 
 def load_model_spec(spec: str, num_classes: int) -> tuple[nn.Module, str, int | None]:
