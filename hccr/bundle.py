@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Calls write(tmp_path) then renames tmp onto path, so `path` is complete or untouched."""
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
@@ -98,8 +99,9 @@ def _atomic_write_bytes(path: Path, write) -> None:
         raise
 
 
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+def atomic_write_text(path: Path, text: str) -> None:
+    """Writes UTF-8 `text` to `path` through a temporary file (see `atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def model_card(meta: dict[str, Any], title: str) -> str:
@@ -188,11 +190,11 @@ def save_bundle(
     title = path.name or arch
 
     def write_into(folder: Path) -> None:
-        _atomic_write_bytes(folder / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
-        _write_text(folder / CHARSET_FILE, "".join(ch + "\n" for ch in charset.chars))
-        _write_text(folder / CARD_FILE, model_card(meta, title))
+        atomic_write(folder / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
+        atomic_write_text(folder / CHARSET_FILE, "".join(ch + "\n" for ch in charset.chars))
+        atomic_write_text(folder / CARD_FILE, model_card(meta, title))
         text = json.dumps(meta, ensure_ascii=False, indent=2) + "\n"
-        _write_text(folder / BUNDLE_JSON, text)  # last: a folder with bundle.json is complete
+        atomic_write_text(folder / BUNDLE_JSON, text)  # last: a folder with bundle.json is complete
 
     if path.exists():
         if not path.is_dir():

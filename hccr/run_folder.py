@@ -8,7 +8,6 @@ RUN_DIR holds config.json (resolved configs + exact command), checkpoint.pt (lat
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from hccr.bundle import BundleError
+from hccr.bundle import BundleError, atomic_write, atomic_write_text
 from hccr.charset import Charset
 from hccr.preprocess import NormConfig
 
@@ -43,23 +42,8 @@ class RunSpec:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """torch.save through a temporary file, so `path` is complete or untouched."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def check_resumable(checkpoint: dict[str, Any], path: Path, spec: RunSpec) -> None:
