@@ -146,6 +146,7 @@ def save_bundle(
     norm: NormConfig,
     metrics: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> Path:
     """Writes a bundle folder; returns its path.
 
@@ -161,6 +162,8 @@ def save_bundle(
         norm: the preprocessing the model was trained with.
         metrics: measured numbers (top1, params, ...) for bundle.json and the model card.
         train_config: the resolved training config (with "command", "data", "val" if known).
+        half: store floating-point tensors as float16 (half the bytes; `load_bundle` loads
+            them back into the float32 model).
     """
     path = Path(path)
     model = getattr(model, "module", model)  # DistributedDataParallel
@@ -187,6 +190,8 @@ def save_bundle(
         "metrics": _jsonable(metrics or {}),
     }
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     title = path.name or arch
 
     def write_into(folder: Path) -> None:

@@ -13,6 +13,8 @@ The exported graph takes "images": float (B, 1, S, S) in [0, 1] (see
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -36,6 +38,44 @@ class ExportError(ValueError):
 
 def _tmp_path(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial-{os.getpid()}")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_path(export: str | Path) -> Path:
+    """The JSON record beside an export: `model.onnx` -> `model.onnx.json`."""
+    export = Path(export)
+    return export.with_name(export.name + ".json")
+
+
+def write_export_record(export: str | Path, weights: str | Path, report: dict[str, Any]) -> Path:
+    """Records which weights an export was made from (their SHA-256) and its check report.
+
+    File times cannot tell a stale export from a current one after a `git clone`, which
+    writes files in any order; the hash can.
+    """
+    from hccr.bundle import atomic_write_text
+
+    record = {**report, "weights_sha256": file_sha256(weights)}
+    out = record_path(export)
+    atomic_write_text(out, json.dumps(record, indent=2) + "\n")
+    return out
+
+
+def export_is_current(export: str | Path, weights: str | Path) -> bool | None:
+    """Whether `export` was made from `weights` (None: no record to tell)."""
+    try:
+        record = json.loads(record_path(export).read_text(encoding="utf-8"))
+        want = record["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return want == file_sha256(weights)
 
 
 def _deployable(model: nn.Module) -> nn.Module:

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hccr.bundle import Bundle, load_bundle, resolve_model
+from hccr.bundle import WEIGHTS_FILE, Bundle, load_bundle, resolve_model
 from hccr.charset import Charset
 from hccr.preprocess import NormConfig, preprocess, to_model_input
 
@@ -189,9 +189,15 @@ class Recognizer:
 
     def _try_export(self, kind: str, export: Path, num_threads: int | None) -> str | None:
         """Switches to the export if it is current and agrees with the float model; else says why not."""
-        weights = export.parent / "weights.pt"
-        if weights.is_file() and export.stat().st_mtime < weights.stat().st_mtime:
-            return "older than weights.pt (stale export)"
+        from hccr.export import export_is_current
+
+        weights = export.parent / WEIGHTS_FILE
+        if weights.is_file():
+            current = export_is_current(export, weights)
+            if current is False:
+                return "made from other weights than weights.pt (stale export)"
+            if current is None and export.stat().st_mtime < weights.stat().st_mtime:
+                return "older than weights.pt (stale export)"
         try:
             if kind == "onnx":
                 runner: Any = _OnnxRunner(export, num_threads)
@@ -254,14 +260,16 @@ class Recognizer:
 
     def probabilities(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Normalised ink maps, uint8 (B, S, S) or (B, 1, S, S) -> (B, num_classes) softmax."""
+        return torch.softmax(self._logits(prepared), dim=1)
+
+    def _logits(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(prepared)
         if x.ndim == 3:
-            x = x.unsqueeze(1)  # (B, 1, S, S)
+            x = x.unsqueeze(1)  # (B, S, S) -> (B, 1, S, S)
         S = self.norm.size
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, S, S):
             raise ValueError(f"expected normalised images (B, 1, {S}, {S}), got {tuple(x.shape)}")
-        logits = self._runner(to_model_input(x.contiguous()))
-        return torch.softmax(logits, dim=1)
+        return self._runner(to_model_input(x.contiguous()))
 
     def recognize_prepared(
         self, prepared: np.ndarray | torch.Tensor, topk: int = 10
@@ -269,8 +277,10 @@ class Recognizer:
         """Ranks the top `topk` characters for already normalised ink maps (see `prepare`)."""
         if len(prepared) == 0:
             return []
-        probs = self.probabilities(prepared)
-        values, indices = probs.topk(min(max(topk, 1), probs.shape[1]), dim=1)
+        logits = self._logits(prepared)
+        top, indices = logits.topk(min(max(topk, 1), logits.shape[1]), dim=1)
+        # softmax of the top k only: exp(logit - logsumexp), no full probability matrix
+        values = (top - torch.logsumexp(logits, dim=1, keepdim=True)).exp()
         chars = self.charset.chars
         return [
             [Candidate(chars[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]

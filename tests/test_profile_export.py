@@ -189,3 +189,32 @@ def test_profile_and_export_cli_read_a_bundle(
     from hccr.recognizer import Recognizer
 
     assert Recognizer.from_bundle(bundle, backend="onnx").backend == "onnx"
+
+
+def test_export_bundle_with_half_weights_ships_a_consistent_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hccr.bundle import load_bundle, save_bundle
+    from hccr.charset import Charset
+    from hccr.export import export_is_current
+    from hccr.preprocess import NormConfig
+    from hccr.recognizer import Recognizer
+
+    torch.manual_seed(0)
+    model = create_model("student_lw_fast", num_classes=10, **SMALL)
+    run = save_bundle(tmp_path / "run", model, "student_lw_fast", model.kwargs,
+                      Charset("一十人口日山水火大中"), NormConfig(size=SIZE))  # fmt: skip
+    ship = tmp_path / "ship"
+    assert main(["export", str(run), "--bundle", str(ship), "--half-weights", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(ship / "model.onnx")
+    state = torch.load(ship / "weights.pt", weights_only=True)
+    floats = [v for v in state.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)  # 2 bytes per weight
+    assert export_is_current(ship / "model.onnx", ship / "weights.pt") is True
+    shipped = load_bundle(ship).model
+    x = torch.rand(4, 1, SIZE, SIZE)
+    with torch.no_grad():  # float16 storage rounds the weights, nothing more
+        torch.testing.assert_close(shipped(x), model.eval()(x), atol=2e-2, rtol=2e-2)
+    assert Recognizer.from_bundle(ship).backend == "onnx"
+    assert main(["export", "student_lw", "--half-weights", "-o", str(tmp_path / "x.onnx")]) == 1
+    assert "--half-weights needs --bundle" in capsys.readouterr().err

@@ -185,3 +185,24 @@ def test_broken_export_falls_back_with_a_warning(tiny_bundle_path: Path, tmp_pat
     assert rec.backend == "torch"
     with pytest.raises(BundleError, match="model.ts.pt"):
         Recognizer.from_bundle(folder, backend="torchscript")
+
+
+def test_export_record_decides_staleness_not_file_times(
+    tiny_bundle_path: Path, tmp_path: Path
+) -> None:
+    """After a `git clone` an export can be older than weights.pt on disk: its record decides."""
+    import os
+
+    from hccr.cli import main as cli_main
+
+    folder = _copy_bundle(tiny_bundle_path, tmp_path / "b")
+    assert cli_main(["export", str(folder), "-o", str(folder / "model.ts.pt")]) == 0
+    assert (folder / "model.ts.pt.json").is_file()
+    weights = folder / "weights.pt"
+    os.utime(folder / "model.ts.pt", (weights.stat().st_mtime - 100,) * 2)
+    assert Recognizer.from_bundle(folder).backend == "torchscript"
+
+    torch.save({k: v + 1 for k, v in torch.load(weights, weights_only=True).items()}, weights)
+    with pytest.warns(UserWarning, match="stale"):
+        rec = Recognizer.from_bundle(folder)
+    assert rec.backend == "torch"

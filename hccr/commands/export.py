@@ -6,9 +6,16 @@ Runtime static QDQ quantisation calibrated on `--calib`. The export is checked a
 float model: allclose on random input (float exports) and, with data (`--check`, else
 `--calib`), top-1 agreement >= 99.5%; a failing export is removed and the command exits 1.
 
+`--bundle DIR` turns a run folder into a bundle to ship: DIR gets the weights (float16 with
+`--half-weights`, and the export is then made from those rounded weights), charset, bundle.json
+and model card, and the export goes inside it. An export inside its own bundle is recorded in
+`<export>.json` with the SHA-256 of the weights it was made from, so `hccr recognize` can tell
+a current export from a stale one.
+
 Examples:
   hccr export models/gb1-student -o student.onnx
   hccr export runs/student        # writes runs/student/model.onnx, which `hccr recognize` uses
+  hccr export runs/student --bundle models/my-student --half-weights
   hccr export runs/student -o student-int8.onnx --int8 --calib train.lmdb --check val.lmdb
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,24 +60,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.995,
         help="required top-1 agreement (default: 0.995)",
     )
+    parser.add_argument(
+        "--bundle",
+        metavar="DIR",
+        type=Path,
+        help="write MODEL as a bundle into DIR and the export inside it (default OUT: "
+        "DIR/model.onnx)",
+    )
+    parser.add_argument(
+        "--half-weights",
+        action="store_true",
+        help="with --bundle: store weights.pt as float16 (half the bytes)",
+    )
     add_model_spec_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the export report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    from hccr.bundle import WEIGHTS_FILE, load_bundle, resolve_model
     from hccr.commands.profile import load_model_spec
-    from hccr.export import ExportError, export_model
+    from hccr.export import ExportError, export_model, write_export_record
     from hccr.profiling import DEFAULT_IMAGE_SIZE
+    from hccr.recognizer import ONNX_FILE
 
+    if args.half_weights and args.bundle is None:
+        raise ExportError("--half-weights needs --bundle DIR")
     model, name, bundle_size = load_model_spec(args.model, args.num_classes)
+    folder = resolve_model(args.model) if bundle_size is not None else None
+    if args.bundle is not None:
+        if folder is None:
+            raise ExportError(
+                f"{args.model}: --bundle needs a bundle or run folder, not an architecture"
+            )
+        folder = _write_bundle(folder, args.bundle, args.half_weights)
+        model = load_bundle(folder).model  # the (rounded) weights the bundle now holds
     output = args.output
     if output is None:
-        if bundle_size is None:
+        if folder is None:
             raise ExportError(f"{args.model}: an architecture name needs -o OUT.pt|OUT.onnx")
-        from hccr.bundle import resolve_model
-        from hccr.recognizer import ONNX_FILE
-
-        output = resolve_model(args.model) / ONNX_FILE
+        output = folder / ONNX_FILE
     size = args.input_size or bundle_size or DEFAULT_IMAGE_SIZE
     for data in (args.calib, args.check):
         if data is not None:
@@ -89,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         num_check=args.num_check,
         min_agreement=args.min_agreement,
     )
+    if folder is not None and Path(output).parent.resolve() == folder.resolve():
+        # an export placed in its own bundle: record which weights it was made from
+        write_export_record(output, folder / WEIGHTS_FILE, report)
     if args.json:
         print(json.dumps({"model": name, **report}))
     else:
@@ -102,3 +134,16 @@ def run(args: argparse.Namespace) -> int:
                 f"on {report['n_check']} samples of {report['check_data']}"
             )
     return 0
+
+
+def _write_bundle(src: Path, dst: Path, half: bool) -> Path:
+    """Saves the bundle (or run folder) `src` as a bundle at `dst`; returns `dst`."""
+    from hccr.bundle import BundleError, load_bundle, save_bundle
+
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise BundleError(f"{dst}: --bundle must differ from MODEL's own folder")
+    b = load_bundle(src)
+    meta = b.meta
+    return save_bundle(dst, b.model, b.arch, b.kwargs, b.charset, b.norm,
+                       metrics=meta.get("metrics"), train_config=meta.get("train_config"),
+                       half=half)  # fmt: skip
