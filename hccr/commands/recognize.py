@@ -172,6 +172,7 @@ class RecognizeDataset(IterableDataset):
         from hccr.preprocess import EmptyImageError, NormConfig, normalize
 
         try:
+            env = open_lmdb(path)  # once per worker: open_lmdb resolves and stats the path
             meta = read_meta(path)
             count = int(meta["num_samples"])
             size = int(meta["image_size"])
@@ -184,7 +185,7 @@ class RecognizeDataset(IterableDataset):
 
         def sample(i: int) -> dict:
             try:
-                with open_lmdb(path).begin(buffers=True) as txn:  # one shared env per process
+                with env.begin(buffers=True) as txn:
                     value = txn.get(sample_key(i))
                     if value is None:
                         raise KeyError(f"sample {i} is missing")
