@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
     parser.add_argument("--pot", type=Path, nargs="*", default=[])
     parser.add_argument("--offline", type=Path, nargs="*", default=[])
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     model = resolve_model(args.model)
     tmp = Path(tempfile.mkdtemp(prefix="hccr-real-"))
@@ -76,19 +77,22 @@ def main() -> None:
     try:
         for pot in args.pot:
             r = online_accuracy(model, pot, tmp)
-            rows.append(
-                (f"online {pot.name} (hccr-data pack + hccr eval)", r["n"], r["top1"], r["top10"])
-            )
+            rows.append(("online", pot.name, "hccr-data pack + hccr eval", r))
         for folder in args.offline:
             r = offline_accuracy(model, folder)
-            rows.append((f"offline {folder.name} (hccr recognize)", r["n"], r["top1"], r["top10"]))
+            rows.append(("offline", folder.name, "hccr recognize", r))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"model: {model}")
     print("| real handwriting | n | top-1 | top-10 |")
     print("| --- | ---: | ---: | ---: |")
-    for name, n, t1, t10 in rows:
-        print(f"| {name} | {n} | {100 * t1:.1f}% | {100 * t10:.1f}% |")
+    for kind, source, how, r in rows:
+        print(f"| {kind} {source} ({how}) | {r['n']} | {100 * r['top1']:.1f}% "
+              f"| {100 * r['top10']:.1f}% |")  # fmt: skip
+    if args.json is not None:
+        report = [{"kind": kind, "source": source, "n": r["n"], "top1": r["top1"],
+                   "top10": r["top10"]} for kind, source, _, r in rows]  # fmt: skip
+        args.json.write_text(json.dumps({"model": str(model), "rows": report}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ copy with `hccr.export.export_onnx` when the bundle has none.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="hccr-bench-") as tmp:
@@ -134,12 +136,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model: {label}; {os.cpu_count()} CPUs; workers={args.workers}, "
               f"batch={args.batch_size}, threads={args.threads or 1}")  # fmt: skip
         print(f"{'input':<6} {'backend':<8} {'chars':>7} {'chars/s':>8} {'incl. start-up':>15}")
+        rows = []
         for backend in args.backends:
             for name, path in (("lmdb", lmdb), ("gnt", gnt)):
                 n, seconds, wall = _run_cli(path, folder, backend, args)
                 # chars/s: the tool's own figure, from the first batch to the last line written;
                 # the last column adds interpreter start-up, imports and model load
                 print(f"{name:<6} {backend:<8} {n:>7} {n / seconds:>8.0f} {n / wall:>11.0f} /s")
+                rows.append({"input": name, "backend": backend, "chars": n,
+                             "chars_per_s": n / seconds, "chars_per_s_with_startup": n / wall})  # fmt: skip
+    if args.json is not None:
+        settings = {"workers": args.workers, "batch_size": args.batch_size,
+                    "threads": args.threads or 1, "cpus": os.cpu_count()}  # fmt: skip
+        report = {"model": label, **settings, "rows": rows}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
