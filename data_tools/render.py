@@ -79,3 +79,28 @@ def _draw_pressure(
     for end in [*cuts.tolist(), len(seg)]:
         cv2.polylines(image, [xy[start : end + 1]], False, level, int(seg[start]), line, _SHIFT)
         start = end
+
+
+def render_canvas(
+    strokes: Sequence[np.ndarray], side: int, brush_radius: float, antialias: bool = True
+) -> np.ndarray:
+    """Draws strokes where they are, as a drawing canvas does; returns the (side, side) ink map.
+
+    Unlike `render_strokes` nothing is fitted or centred: points are canvas pixel coordinates
+    (x, y; y down) and the round brush is `2 * brush_radius` px wide, like a Gradio Sketchpad
+    brush of that size. The result is the drawing's coverage: the alpha channel of the canvas'
+    RGBA image, or 255 minus the grey of black ink on white.
+    """
+    image = np.zeros((side, side), np.uint8)
+    thickness = max(1, round(2 * brush_radius))
+    line = cv2.LINE_AA if antialias else cv2.LINE_8
+    for s in strokes:
+        xy = np.round(np.asarray(s, np.float64).reshape(-1, 2) * (1 << _SHIFT)).astype(np.int32)
+        if len(xy) == 0:
+            continue
+        if len(xy) == 1 or (xy == xy[0]).all():  # a click: one dab of the brush
+            radius = round(brush_radius * (1 << _SHIFT))
+            cv2.circle(image, (int(xy[0, 0]), int(xy[0, 1])), radius, 255, -1, line, _SHIFT)
+        else:
+            cv2.polylines(image, [xy], False, 255, thickness, line, _SHIFT)
+    return image
