@@ -72,13 +72,19 @@ def ink_from_white_background(grey: np.ndarray) -> np.ndarray:
 
 def _histogram_level(values: np.ndarray, fraction: float, low: int = 0) -> int:
     """The grey level below which `fraction` of the pixels >= `low` lie (a fast percentile)."""
-    counts = np.bincount(values.ravel(), minlength=256)[low:]
-    cum = np.cumsum(counts)
+    flat = values.ravel()
+    if low:
+        flat = flat[flat >= low]  # fewer pixels to count: cheaper than slicing a full histogram
+    cum = np.cumsum(np.bincount(flat, minlength=256)[low:])
     return low + int(np.searchsorted(cum, fraction * cum[-1]))
 
 
 def _remove_background(ink: np.ndarray) -> np.ndarray:
     # The median pixel is background in a character image (ink covers well under half of it).
+    # Most inputs (CASIA bitmaps: pure white paper) have a 0 background; the median is 0 exactly
+    # when at least half the pixels are 0, which one count shows without a histogram.
+    if 2 * (ink.size - cv2.countNonZero(ink)) >= ink.size:
+        return ink
     background = _histogram_level(ink, 0.5)
     if background == 0:
         return ink
@@ -222,10 +228,16 @@ def _stretch(crop: np.ndarray, threshold: int) -> np.ndarray:
     level = _histogram_level(crop, 0.9, low=threshold)
     if level >= 250:
         return crop
-    lut = np.clip(np.arange(256, dtype=np.float32) * (255.0 / max(level, 1.0)), 0, 255).astype(
-        np.uint8
-    )
-    return cv2.LUT(crop, lut)
+    return cv2.LUT(crop, _STRETCH_LUTS[level])
+
+
+# Row `level` maps grey g to min(255, g * 255 / level), truncated (float32, as it always was).
+_STRETCH_LUTS = np.clip(
+    np.arange(256, dtype=np.float32)[None, :]
+    * (255.0 / np.maximum(np.arange(256, dtype=np.float32), 1.0))[:, None],
+    0,
+    255,
+).astype(np.uint8)
 
 
 def _moments(crop: np.ndarray) -> tuple[float, float, float, float]:

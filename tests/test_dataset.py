@@ -47,6 +47,18 @@ def test_dataloader_reads_every_sample_in_workers(tmp_path, workers):
     np.testing.assert_array_equal(ds.read(49)[0], images[49])
 
 
+def test_batched_read_matches_single_reads(tmp_path):
+    _make_lmdb(tmp_path / "d.lmdb")
+    ds = LmdbDataset(tmp_path / "d.lmdb")
+    indices = [49, 3, 3, 0, 17]
+    batch = ds.__getitems__(indices)  # what DataLoader calls with a batch of indices
+    for (x, label), i in zip(batch, indices, strict=True):
+        y, expected = ds[i]
+        assert torch.equal(x, y) and x.shape == (1, 32, 32) and label == expected
+    with pytest.raises(IndexError):
+        ds.__getitems__([0, 50])
+
+
 def test_meta_and_norm_round_trip(tmp_path):
     _make_lmdb(tmp_path / "d.lmdb")
     ds = LmdbDataset(tmp_path / "d.lmdb")
