@@ -94,6 +94,9 @@ def _remove_background(ink: np.ndarray) -> np.ndarray:
 def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     """Any grey/RGB/RGBA/palette image, either polarity -> (H, W) uint8 ink map.
 
+    A mostly transparent image (a drawing canvas) gives the map of its opaque box only, which
+    `normalize` (it crops to the ink) treats the same.
+
     Transparent pixels are background whatever their colour (a canvas' transparent layer): an
     image with alpha is composited over white, or over black where its ink is light.
     """
@@ -113,6 +116,10 @@ def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     arr = _shrink(arr)
     if arr.ndim == 2:
         return _polarity_ink(arr)
+    if arr.shape[2] == 4:
+        ink = _drawing_ink(arr)
+        if ink is not None:
+            return ink
     grey = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
     if arr.shape[2] == 3:
         return _polarity_ink(grey)
@@ -124,6 +131,28 @@ def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     if int(ink.max()) >= 24:
         return ink
     return _polarity_ink(((grey * alpha) // 255).astype(np.uint8))
+
+
+def _drawing_ink(rgba: np.ndarray) -> np.ndarray | None:
+    """The ink of a mostly transparent RGBA image (a drawing canvas), or None for other images.
+
+    The general path's result cropped to the opaque box, at a fraction of its cost (each pass
+    over a 400x400 canvas costs ~0.1 ms here): with most pixels transparent, the composite over
+    white has a white median, so the general path inverts it, and its background level is 0.
+    """
+    alpha = cv2.extractChannel(np.ascontiguousarray(rgba), 3)
+    x, y, w, h = cv2.boundingRect(alpha)
+    if w == 0 or (2 * w * h >= alpha.size and 2 * cv2.countNonZero(alpha) >= alpha.size):
+        return None
+    box = rgba[y : y + h, x : x + w]
+    grey = cv2.cvtColor(np.ascontiguousarray(box), cv2.COLOR_RGBA2GRAY)
+    if cv2.countNonZero(grey) == 0:  # black ink (a canvas brush): the ink is the alpha
+        return alpha[y : y + h, x : x + w].copy()
+    a = box[:, :, 3].astype(np.uint16)
+    over_white = ((grey * a + 255 * (255 - a)) // 255).astype(np.uint8)
+    if int(over_white.min()) > 255 - 24:
+        return None  # no dark ink: light ink on a transparent canvas takes the general path
+    return 255 - over_white  # the opaque box only: outside it the ink map is 0
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:

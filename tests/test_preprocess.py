@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -96,3 +97,16 @@ def test_config_round_trip_and_validation():
         NormConfig(method="x")
     with pytest.raises(ValueError, match="unknown normalisation settings"):
         NormConfig.from_dict({"size": 64, "colour": 1})
+
+
+@pytest.mark.parametrize("colour", [0, 90])
+def test_transparent_canvas_equals_its_composite_over_white(colour):
+    """The canvas shortcut (opaque box only) gives exactly what compositing the whole canvas does."""
+    alpha = np.zeros((400, 400), np.uint8)
+    cv2.line(alpha, (120, 100), (260, 300), 255, 14, cv2.LINE_AA)
+    cv2.line(alpha, (100, 220), (300, 200), 255, 14, cv2.LINE_AA)
+    rgba = np.zeros((400, 400, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = colour, alpha
+    a = alpha.astype(np.uint16)
+    over_white = ((colour * a + 255 * (255 - a)) // 255).astype(np.uint8)
+    assert np.array_equal(preprocess(rgba, NormConfig()), preprocess(over_white, NormConfig()))
