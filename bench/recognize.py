@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument(
-        "--threads", type=int, default=None, help="model threads (default: the CLI's, 1)"
+        "--threads", type=int, default=None, help="model threads (default: the CLI's, all cores)"
     )
     parser.add_argument("--backends", nargs="+", default=["torch", "onnx"])
     parser.add_argument("--seed", type=int, default=0)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inputs: {args.samples} characters written in {time.perf_counter() - t:.1f} s",
               file=sys.stderr)  # fmt: skip
         print(f"model: {label}; {os.cpu_count()} CPUs; workers={args.workers}, "
-              f"batch={args.batch_size}, threads={args.threads or 1}")  # fmt: skip
+              f"batch={args.batch_size}, threads={args.threads or 'all'}")  # fmt: skip
         print(f"{'input':<6} {'backend':<8} {'chars':>7} {'chars/s':>8} {'incl. start-up':>15}")
         rows = []
         for backend in args.backends:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                              "chars_per_s": n / seconds, "chars_per_s_with_startup": n / wall})  # fmt: skip
     if args.json is not None:
         settings = {"workers": args.workers, "batch_size": args.batch_size,
-                    "threads": args.threads or 1, "cpus": os.cpu_count()}  # fmt: skip
+                    "threads": args.threads or os.cpu_count(), "cpus": os.cpu_count()}  # fmt: skip
         report = {"model": label, **settings, "rows": rows}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

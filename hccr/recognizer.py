@@ -74,6 +74,9 @@ class _OnnxRunner:
         options.intra_op_num_threads = num_threads or 0  # 0: onnxruntime's default (all cores)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        # Idle pool threads sleep instead of spinning: they share the cores with DataLoader
+        # workers (`hccr recognize`) and with other requests (the demo).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )

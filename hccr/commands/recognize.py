@@ -285,8 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DataLoader worker processes for reading and normalising (default: 2)")  # fmt: skip
     parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torchscript", "torch"),
                         help="auto: the bundle's ONNX / TorchScript export when present, else the float model")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=1,
-                        help="model threads in the main process; the workers use the other cores (default: 1)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=0,
+                        help="model threads in the main process (default: 0, all cores; idle ones sleep, so the workers still get CPU)")  # fmt: skip
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
 
