@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hccr.atomic import atomic_write, atomic_write_text, partial_path
 from hccr.charset import Charset, CharsetError
 from hccr.preprocess import NormConfig
 
@@ -86,22 +86,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Calls write(tmp_path) then renames tmp onto path, so `path` is complete or untouched."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Writes UTF-8 `text` to `path` through a temporary file (see `atomic_write`)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def model_card(meta: dict[str, Any], title: str) -> str:
@@ -207,7 +191,7 @@ def save_bundle(
         write_into(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp = partial_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()

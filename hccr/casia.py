@@ -21,6 +21,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from hccr.atomic import partial_path
+
 MAX_BITMAP_SIDE = 1024  # larger bitmaps are corrupt records, not characters
 _GNT_HEADER = struct.Struct("<I2sHH")  # size, tag, width, height
 _POT_HEADER = struct.Struct("<H4sH")  # size, tag, stroke count
@@ -223,7 +225,7 @@ def _split_strokes(
 
 
 def _write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp = partial_path(path)
     try:
         with open(tmp, "wb") as f:
             for chunk in chunks:

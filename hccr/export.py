@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hccr.atomic import atomic_write_text, partial_path
 from hccr.compress.fold_bn import fold_bn
 from hccr.profiling import DEFAULT_IMAGE_SIZE
 
@@ -34,10 +35,6 @@ EXPORT_FORMATS = (".pt", ".onnx")
 
 class ExportError(ValueError):
     """An export that failed or whose outputs do not match the float model."""
-
-
-def _tmp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial-{os.getpid()}")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -60,8 +57,6 @@ def write_export_record(export: str | Path, weights: str | Path, report: dict[st
     File times cannot tell a stale export from a current one after a `git clone`, which
     writes files in any order; the hash can.
     """
-    from hccr.bundle import atomic_write_text
-
     record = {**report, "weights_sha256": file_sha256(weights)}
     out = record_path(export)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
@@ -97,7 +92,7 @@ def export_torchscript(
         warnings.filterwarnings("ignore", message=".*deprecated", category=FutureWarning)
         with torch.no_grad():
             traced = torch.jit.trace(folded, example)
-    tmp = _tmp_path(out)
+    tmp = partial_path(out)
     try:
         traced.save(str(tmp))
         os.replace(tmp, out)
@@ -116,7 +111,7 @@ def export_onnx(
     out = Path(out)
     folded = _deployable(model)
     example = (torch.rand(2, 1, input_size, input_size),)
-    tmp = _tmp_path(out)
+    tmp = partial_path(out)
     try:
         # the exporter reports progress on stdout; library code stays quiet
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -191,8 +186,8 @@ def quantize_onnx_int8(float_onnx: str | Path, out: str | Path, calibration: Any
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = Path(out)
-    prepped = _tmp_path(out).with_suffix(".pre.onnx")
-    tmp = _tmp_path(out)
+    prepped = partial_path(out).with_suffix(".pre.onnx")
+    tmp = partial_path(out)
     try:
         quant_pre_process(str(float_onnx), str(prepped), skip_symbolic_shape=True)
         quantize_static(
@@ -310,7 +305,7 @@ def export_model(
         elif not int8:
             export_onnx(model, out, input_size)
         else:
-            float_path = _tmp_path(out).with_suffix(".float.onnx")
+            float_path = partial_path(out).with_suffix(".float.onnx")
             try:
                 export_onnx(model, float_path, input_size)
                 quantize_onnx_int8(float_path, out, LmdbCalibrationReader(calib, num_calib))

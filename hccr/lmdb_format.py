@@ -23,6 +23,7 @@ import lmdb
 import numpy as np
 
 from hccr import __version__
+from hccr.atomic import partial_path
 
 FORMAT_VERSION = 1
 META_KEY = b"__meta__"
@@ -53,11 +54,6 @@ def decode_sample(value: bytes, image_size: int) -> tuple[np.ndarray, int, int]:
     pixels = zlib.decompress(memoryview(value)[_VALUE_HEADER.size :])
     image = np.frombuffer(pixels, dtype=np.uint8).reshape(image_size, image_size)
     return image, label, writer
-
-
-def partial_path(out: Path) -> Path:
-    """Where an output is built before it is renamed into place."""
-    return out.with_name(f".{out.name}.partial-{os.getpid()}")
 
 
 class LmdbWriter:

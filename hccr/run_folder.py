@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from hccr.bundle import BundleError, atomic_write, atomic_write_text
+from hccr.atomic import atomic_write, atomic_write_text
+from hccr.bundle import BundleError
 from hccr.charset import Charset
 from hccr.preprocess import NormConfig
 

@@ -34,6 +34,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from hccr.atomic import atomic_write_text
 from hccr.bundle import BundleError, load_state_dict_strict, save_bundle
 from hccr.distill.objectives import Objective
 from hccr.evaluate import evaluate
@@ -45,7 +46,6 @@ from hccr.run_folder import (
     RunSpec,
     append_metrics,
     atomic_torch_save,
-    atomic_write_text,
     check_resumable,
     truncate_metrics,
 )
