@@ -195,8 +195,8 @@ class Recognizer:
         from hccr.export import export_is_current
 
         weights = export.parent / WEIGHTS_FILE
+        current = export_is_current(export, weights) if weights.is_file() else None
         if weights.is_file():
-            current = export_is_current(export, weights)
             if current is False:
                 return "made from other weights than weights.pt (stale export)"
             if current is None and export.stat().st_mtime < weights.stat().st_mtime:
@@ -218,7 +218,10 @@ class Recognizer:
         if got.shape != want.shape:
             return f"outputs {tuple(got.shape[1:])} classes, bundle has {len(self.charset)}"
         diff = float((got - want).abs().max())
-        if diff > _PARITY_ATOL:
+        # An export recorded as made from these weights passed `hccr export`'s top-1 agreement
+        # check on real samples; only an unrecorded one is held to float parity (which an int8
+        # export, legitimately a little different, would fail).
+        if not current and diff > _PARITY_ATOL:
             return f"disagrees with weights.pt (max probability difference {diff:.3f})"
         self._runner = runner
         self.backend = kind

@@ -218,3 +218,12 @@ def test_export_bundle_with_half_weights_ships_a_consistent_folder(
     assert Recognizer.from_bundle(ship).backend == "onnx"
     assert main(["export", "student_lw", "--half-weights", "-o", str(tmp_path / "x.onnx")]) == 1
     assert "--half-weights needs --bundle" in capsys.readouterr().err
+
+
+def test_calibration_samples_spread_over_the_whole_lmdb(tiny_db: Path) -> None:
+    """Packed data is sorted by class: calibrating on the first samples would see few classes."""
+    from hccr.export import LmdbCalibrationReader
+
+    reader = LmdbCalibrationReader(tiny_db, num_samples=4, batch_size=3)
+    assert list(reader.indices) == [0, 16, 31, 47]
+    assert [len(b) for b in reader.batches()] == [3, 1]
