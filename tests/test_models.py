@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from data_tools.render import render_strokes
@@ -40,3 +42,19 @@ def test_shipped_bundle_recognises_pen_drawn_characters(path):
     top10 = sum(ch in [c.char for c in r] for r, ch in zip(results, PROBE, strict=True))
     assert top10 >= 0.9 * len(PROBE), f"{path.name}: {top10}/{len(PROBE)} in the top 10"
     assert top1 >= 0.7 * len(PROBE), f"{path.name}: {top1}/{len(PROBE)} top-1"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_bundle_has_its_measurements_and_uses_its_export(path):
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    for section in ("cost", "synthetic_heldout", "drawn_input"):
+        assert section in metrics, f"{path.name}: metrics.json lacks {section}"
+    if (path / "model.onnx").is_file():
+        # a fresh clone writes files in any order: the export's record, not file times, decides
+        assert Recognizer.from_bundle(path).backend == "onnx"
+
+
+def test_default_student_fits_in_4_mb():
+    folder = MODELS_DIR / DEFAULT_MODEL
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    assert size <= 4 * 1024 * 1024, f"{folder}: {size:,} bytes"
