@@ -254,6 +254,6 @@ def test_interrupted_pack_leaves_no_lmdb(tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
-    assert "interrupted" in proc.stderr.read()
+    code, err = proc.wait(timeout=60), proc.stderr.read()
+    assert code == 130 and "interrupted" in err, err
     assert _leftovers(tmp_path) == []
