@@ -12,7 +12,6 @@ Readers stream record by record; they never hold a whole file in memory.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from hccr.atomic import partial_path
+from hccr.atomic import atomic_write
 
 MAX_BITMAP_SIDE = 1024  # larger bitmaps are corrupt records, not characters
 _GNT_HEADER = struct.Struct("<I2sHH")  # size, tag, width, height
@@ -225,15 +224,12 @@ def _split_strokes(
 
 
 def _write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
-    tmp = partial_path(path)
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def write_gnt(path: str | Path, samples: Iterable[tuple[str, np.ndarray]]) -> int:

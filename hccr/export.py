@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from hccr.atomic import atomic_write_text, partial_path
+from hccr.atomic import atomic_write, atomic_write_text, partial_path
 from hccr.compress.fold_bn import fold_bn
 from hccr.profiling import DEFAULT_IMAGE_SIZE
 
@@ -92,12 +91,7 @@ def export_torchscript(
         warnings.filterwarnings("ignore", message=".*deprecated", category=FutureWarning)
         with torch.no_grad():
             traced = torch.jit.trace(folded, example)
-    tmp = partial_path(out)
-    try:
-        traced.save(str(tmp))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, lambda tmp: traced.save(str(tmp)))
     return out
 
 
@@ -111,8 +105,8 @@ def export_onnx(
     out = Path(out)
     folded = _deployable(model)
     example = (torch.rand(2, 1, input_size, input_size),)
-    tmp = partial_path(out)
-    try:
+
+    def write(tmp: Path) -> None:
         # the exporter reports progress on stdout; library code stays quiet
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -127,13 +121,13 @@ def export_onnx(
                 dynamo=True,
                 external_data=False,
             )
-        os.replace(tmp, out)
+
+    try:
+        atomic_write(out, write)
     except Exception as e:
         if isinstance(e, (ValueError, OSError)):
             raise
         raise ExportError(f"{out}: ONNX export failed: {str(e).splitlines()[0]}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -192,21 +186,21 @@ def quantize_onnx_int8(float_onnx: str | Path, out: str | Path, calibration: Any
 
     out = Path(out)
     prepped = partial_path(out).with_suffix(".pre.onnx")
-    tmp = partial_path(out)
     try:
         quant_pre_process(str(float_onnx), str(prepped), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepped),
-            str(tmp),
-            calibration,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+        atomic_write(
+            out,
+            lambda tmp: quantize_static(
+                str(prepped),
+                str(tmp),
+                calibration,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            ),
         )
-        os.replace(tmp, out)
     finally:
-        tmp.unlink(missing_ok=True)
         prepped.unlink(missing_ok=True)
     return out
 

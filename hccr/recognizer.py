@@ -196,11 +196,14 @@ class Recognizer:
 
         weights = export.parent / WEIGHTS_FILE
         current = export_is_current(export, weights) if weights.is_file() else None
-        if weights.is_file():
-            if current is False:
-                return "made from other weights than weights.pt (stale export)"
-            if current is None and export.stat().st_mtime < weights.stat().st_mtime:
-                return "older than weights.pt (stale export)"
+        if current is False:
+            return "made from other weights than weights.pt (stale export)"
+        if (
+            current is None
+            and weights.is_file()
+            and export.stat().st_mtime < weights.stat().st_mtime
+        ):
+            return "older than weights.pt (stale export)"
         try:
             if kind == "onnx":
                 runner: Any = _OnnxRunner(export, num_threads)
