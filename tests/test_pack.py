@@ -246,6 +246,9 @@ def test_interrupted_pack_leaves_no_lmdb(tmp_path):
         str(out),
         "--workers",
         "2",
+        # ~1 in 5,000 generated scribbles is dense enough to read as inkless (an error without
+        # this flag): reached before the SIGINT on a slow run, it ended the pack with exit 1
+        "--skip-bad",
     ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
