@@ -7,7 +7,9 @@ training, knowledge distillation and mutual learning is the injected objective
 Launched by `torchrun --nproc-per-node N`, the same code runs DistributedDataParallel (NCCL on
 CUDA, gloo on CPU) with a DistributedSampler; rank 0 evaluates and writes the run folder:
   config.json    the resolved config and the exact command
-  checkpoint.pt  the latest epoch (model, objective extras, optimizer, epoch), for --resume
+  checkpoint.pt  the latest epoch (model, objective extras, optimizer, epoch), for --resume;
+                 also rewritten every --checkpoint-minutes inside an epoch, so a resumed run
+                 continues that epoch with exactly the samples it had left
   best.pt        the best epoch's weights
   metrics.jsonl  one JSON line per epoch; log.csv the same as CSV
   bundle.json, weights.pt, charset.txt, README.md: the bundle of the best epoch
@@ -15,6 +17,7 @@ CUDA, gloo on CPU) with a DistributedSampler; rank 0 evaluates and writes the ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -96,6 +99,13 @@ class TrainConfig:
     device: str = field(default="", metadata={"help": "cuda, cpu or empty for cuda when available"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars on stderr"})
+    checkpoint_minutes: float = field(
+        default=10.0,
+        metadata={
+            "help": "also save checkpoint.pt every this many minutes inside an epoch, so an "
+            "interrupted run loses at most that much (0: only at the end of each epoch)"
+        },
+    )
 
     def parsed_model_kwargs(self) -> dict[str, Any]:
         if not self.model_kwargs:
@@ -187,6 +197,19 @@ def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
 
 
+class ResumableSampler(DistributedSampler):
+    """A seeded shuffle per epoch (DistributedSampler's, also for a single process) that can
+    start part-way: set `skip` to the samples this rank already trained on in the epoch."""
+
+    skip = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
 def train_one_epoch(
     model: nn.Module,
     objective: Callable[..., dict[str, torch.Tensor]],
@@ -195,6 +218,7 @@ def train_one_epoch(
     device: torch.device,
     *,
     lr_at: Callable[[int], float] | None = None,
+    after_step: Callable[[int], None] | None = None,
     start_step: int = 0,
     amp: bool = False,
     channels_last: bool = False,
@@ -208,6 +232,7 @@ def train_one_epoch(
         objective: (float images, labels) -> {"loss": ..., other named terms}; may be a
             DistributedDataParallel wrapper around an Objective.
         lr_at: global step -> learning rate, applied before each step (cosine schedule).
+        after_step: called with the global step index after each optimizer step.
         start_step: global step index of this epoch's first batch.
         amp: bf16 autocast, CUDA only (bf16 needs no loss scaling).
     """
@@ -238,6 +263,8 @@ def train_one_epoch(
         for name, value in losses.items():
             totals[name] += float(value.detach())
         steps += 1
+        if after_step is not None:
+            after_step(step)
         if progress:
             bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
     return {name: total / max(steps, 1) for name, total in totals.items()}
@@ -300,7 +327,7 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
     objective.to(device)
 
     optimizer = init_optimizer(objective.trainable_parameters(), cfg)
-    start_epoch, best = 0, {"top1": -1.0}
+    start_epoch, best, samples_done = 0, {"top1": -1.0}, 0
     if resume:
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
         check_resumable(checkpoint, checkpoint_path, spec)
@@ -316,21 +343,18 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
         optimizer.load_state_dict(checkpoint["optimizer"])
         start_epoch = int(checkpoint["epoch"]) + 1
         best = dict(checkpoint.get("best") or best)
+        if checkpoint.get("world_size", env.world_size) == env.world_size:
+            samples_done = int(checkpoint.get("samples_done", 0))
 
-    sampler = (
-        DistributedSampler(
-            train_set,
-            num_replicas=env.world_size,
-            rank=env.rank,
-            shuffle=True,
-            seed=cfg.seed,
-            drop_last=True,
-        )
-        if env.world_size > 1
-        else None
+    # the shuffle depends on (seed, epoch) only, so a resumed epoch can skip what it has seen
+    sampler = ResumableSampler(
+        train_set,
+        num_replicas=env.world_size,
+        rank=env.rank,
+        shuffle=True,
+        seed=cfg.seed,
+        drop_last=True,
     )
-    generator = torch.Generator()
-    generator.manual_seed(cfg.seed)
     loader_kwargs = dict(
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
@@ -341,10 +365,8 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
     train_loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
-        shuffle=sampler is None,
         sampler=sampler,
         drop_last=per_rank > cfg.batch_size,
-        generator=generator,
         **loader_kwargs,
     )
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size * 2, shuffle=False, **loader_kwargs)
@@ -369,9 +391,21 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
         )
         truncate_metrics(out, start_epoch)
 
+    interval_s = cfg.checkpoint_minutes * 60
+    last_save = time.monotonic()
+
+    def save_within_epoch(step: int) -> None:
+        nonlocal last_save
+        if not env.is_main or interval_s <= 0 or time.monotonic() - last_save < interval_s:
+            return
+        done = (step + 1 - epoch * steps_per_epoch) * cfg.batch_size
+        state = _checkpoint(objective, cfg, spec, optimizer, epoch - 1, best, env, done)
+        atomic_torch_save(state, checkpoint_path)
+        last_save = time.monotonic()
+
     for epoch in range(start_epoch, cfg.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        sampler.skip = samples_done if epoch == start_epoch else 0
         started = time.perf_counter()
         train_stats = train_one_epoch(
             student,
@@ -380,7 +414,8 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
             train_loader,
             device,
             lr_at=lr_at,
-            start_step=epoch * steps_per_epoch,
+            after_step=save_within_epoch,
+            start_step=epoch * steps_per_epoch + sampler.skip // cfg.batch_size,
             amp=cfg.amp,
             channels_last=channels_last,
             progress=cfg.progress and env.is_main,
@@ -395,6 +430,7 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
                 optimizer,
                 val_loader,
                 device,
+                env,
                 epoch,
                 train_stats,
                 best,
@@ -409,6 +445,32 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
     return best
 
 
+def _checkpoint(
+    objective: Objective,
+    cfg: TrainConfig,
+    spec: RunSpec,
+    optimizer: Optimizer,
+    epoch: int,
+    best: dict[str, Any],
+    env: DistEnv,
+    samples_done: int = 0,
+) -> dict[str, Any]:
+    """checkpoint.pt: state after `epoch` (0-based) plus `samples_done` per rank of the next."""
+    return {
+        "epoch": epoch,
+        "samples_done": samples_done,
+        "world_size": env.world_size,
+        "arch": spec.arch,
+        "kwargs": spec.kwargs,
+        "num_classes": len(spec.charset),
+        "model": {k: v.detach().cpu() for k, v in objective.student.state_dict().items()},
+        "extras": {k: v.detach().cpu() for k, v in _extras_state(objective).items()},
+        "optimizer": optimizer.state_dict(),
+        "best": best,
+        "train_config": asdict(cfg),
+    }
+
+
 def _finish_epoch(
     objective,
     cfg,
@@ -417,6 +479,7 @@ def _finish_epoch(
     optimizer,
     val_loader,
     device,
+    env,
     epoch,
     train_stats,
     best,
@@ -438,25 +501,14 @@ def _finish_epoch(
         row["peer_top1"] = peer_scores["top1"]
     improved = scores["top1"] > best["top1"]
     new_best = {k: row[k] for k in ("epoch", "top1", "top5", "top10", "n")} if improved else best
-    model_state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
-    checkpoint = {
-        "epoch": epoch,
-        "arch": spec.arch,
-        "kwargs": spec.kwargs,
-        "num_classes": len(spec.charset),
-        "model": model_state,
-        "extras": {k: v.detach().cpu() for k, v in _extras_state(objective).items()},
-        "optimizer": optimizer.state_dict(),
-        "best": new_best,
-        "train_config": asdict(cfg),
-    }
+    checkpoint = _checkpoint(objective, cfg, spec, optimizer, epoch, new_best, env)
     if improved:
         atomic_torch_save(
             {
                 "epoch": epoch,
                 "arch": spec.arch,
                 "kwargs": spec.kwargs,
-                "model": model_state,
+                "model": checkpoint["model"],
                 "metrics": scores,
             },
             out / BEST_FILE,

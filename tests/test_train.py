@@ -128,6 +128,39 @@ def test_resume_continues_from_checkpoint_epoch(dbs: tuple[Path, Path], tmp_path
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
+def test_resume_inside_an_epoch_matches_an_uninterrupted_run(
+    dbs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = tmp_path / "whole"
+    assert main(_train_args(dbs, whole, "--epochs", "2", "--checkpoint-minutes", "0")) == 0
+
+    # 60 samples in batches of 16: 3 steps an epoch; stop while fetching the 5th batch, which
+    # is epoch 2's second, after a checkpoint at every step
+    out = tmp_path / "cut"
+    read_batch = LmdbDataset.__getitems__
+    calls = []
+
+    def interrupt(self: LmdbDataset, indices: list[int]) -> list:
+        if self.path == dbs[0]:
+            calls.append(indices)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+        return read_batch(self, indices)
+
+    monkeypatch.setattr(LmdbDataset, "__getitems__", interrupt)
+    assert main(_train_args(dbs, out, "--epochs", "2", "--checkpoint-minutes", "1e-9")) != 0
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert (saved["epoch"], saved["samples_done"]) == (0, 16)
+
+    calls.clear()
+    assert main(_train_args(dbs, out, "--epochs", "2", "--resume")) == 0
+    assert len(calls) == 2  # only epoch 2's last two batches were trained again
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+    got = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    want = torch.load(whole / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_existing_run_needs_resume(
     dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
