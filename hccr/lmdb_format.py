@@ -3,8 +3,10 @@
 Keys are zero-padded sample indices (`000000000`, ...), written in order with `append=True`.
 A value is `<label int32><writer int32>` followed by the zlib-compressed (S, S) uint8 image:
 a raw 64x64 value is 4,096 bytes and costs two 4 KiB overflow pages, a compressed one about a
-third of a page, and zlib decodes it in microseconds (PNG takes ~13x longer). One JSON record
-under `__meta__` says what the database holds.
+third of a page, and zlib decodes it in microseconds (PNG takes ~13x longer). The streams are
+standard zlib, made and read with ISA-L (`isal`), which compresses ~3x and decompresses ~2x
+faster than the system zlib here at the same size. One JSON record under `__meta__` says what
+the database holds.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import json
 import os
 import shutil
 import struct
+import threading
 import time
-import zlib
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import lmdb
 import numpy as np
+from isal import isal_zlib
 
 from hccr import __version__
 from hccr.atomic import partial_path
@@ -43,7 +46,7 @@ def sample_key(index: int) -> bytes:
 
 def encode_sample(image: np.ndarray, label: int, writer: int = -1) -> bytes:
     """(S, S) uint8 image + label + writer id -> the stored value."""
-    return _VALUE_HEADER.pack(label, writer) + zlib.compress(
+    return _VALUE_HEADER.pack(label, writer) + isal_zlib.compress(
         np.ascontiguousarray(image).tobytes(), 1
     )
 
@@ -51,7 +54,7 @@ def encode_sample(image: np.ndarray, label: int, writer: int = -1) -> bytes:
 def decode_sample(value: bytes, image_size: int) -> tuple[np.ndarray, int, int]:
     """The stored value -> ((S, S) uint8 image, label, writer id)."""
     label, writer = _VALUE_HEADER.unpack_from(value)
-    pixels = zlib.decompress(memoryview(value)[_VALUE_HEADER.size :])
+    pixels = isal_zlib.decompress(memoryview(value)[_VALUE_HEADER.size :])
     image = np.frombuffer(pixels, dtype=np.uint8).reshape(image_size, image_size)
     return image, label, writer
 
@@ -189,7 +192,39 @@ def open_lmdb(path: str | Path) -> lmdb.Environment:
         cached[2].close()
     env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
     _open_envs[key] = (pid, inode, env)
+    _prefetch(data)
     return env
+
+
+def _prefetch(data: Path) -> None:
+    # Shuffled reads of a cold database are random 4 KiB disk reads (a freshly packed one is cold
+    # too: LMDB writes its compacted copy with O_DIRECT), 2-3x slower than a warm epoch. When
+    # the file fits comfortably in memory, read it once sequentially in the background (about
+    # 1 GB/s here); forked DataLoader workers inherit `_prefetched` and do not read it again.
+    key = os.path.realpath(data)
+    if key in _prefetched:
+        return
+    _prefetched.add(key)
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if data.stat().st_size > memory // 2:
+            return
+    except (OSError, ValueError):
+        return
+    threading.Thread(target=_read_through, args=(data,), daemon=True).start()
+
+
+_prefetched: set[str] = set()
+
+
+def _read_through(data: Path) -> None:
+    buffer = bytearray(1 << 20)
+    try:
+        with open(data, "rb", buffering=0) as f:
+            while f.readinto(buffer):  # releases the GIL while it reads
+                pass
+    except OSError:
+        pass  # only a warm-up
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

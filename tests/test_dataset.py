@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from hccr.charset import Charset
 from hccr.dataset import LmdbDataset, train_augment
-from hccr.lmdb_format import LmdbFormatError, LmdbWriter, read_meta
+from hccr.lmdb_format import LmdbFormatError, LmdbWriter, open_lmdb, read_meta, sample_key
 from hccr.preprocess import NormConfig
 
 
@@ -57,6 +59,16 @@ def test_batched_read_matches_single_reads(tmp_path):
         assert torch.equal(x, y) and x.shape == (1, 32, 32) and label == expected
     with pytest.raises(IndexError):
         ds.__getitems__([0, 50])
+
+
+def test_values_are_plain_zlib_streams(tmp_path):
+    # the layout promises zlib values, so any reader (zlib in Python, C, Java) can decode them
+    images = _make_lmdb(tmp_path / "d.lmdb")
+    with open_lmdb(tmp_path / "d.lmdb").begin() as txn:
+        for i in (0, 49):
+            value = txn.get(sample_key(i))
+            assert struct.unpack_from("<ii", value) == (i % 5, 7)
+            assert zlib.decompress(value[8:]) == images[i].tobytes()
 
 
 def test_meta_and_norm_round_trip(tmp_path):
