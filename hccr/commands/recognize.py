@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -291,6 +292,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
 
 
+def _recognized(
+    loader: DataLoader, recognizer: Any, topk: int
+) -> Iterator[tuple[dict, list[list[Any]]]]:
+    """(batch, its top-k lists) in order; the model runs on batch n+1 while the caller writes
+    batch n (the runtime releases the GIL), so output and reading overlap the inference."""
+
+    def infer(images: torch.Tensor | None) -> list[list[Any]]:
+        return recognizer.recognize_prepared(images, topk) if images is not None else []
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in loader:
+            job = pool.submit(infer, batch["images"])
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (batch, job)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -327,12 +348,8 @@ def run(args: argparse.Namespace) -> int:
     done = labelled = correct1 = correctk = 0
     start = time.perf_counter()
     try:
-        for batch in loader:
-            results = iter(
-                recognizer.recognize_prepared(batch["images"], args.topk)
-                if batch["images"] is not None
-                else []
-            )
+        for batch, results in _recognized(loader, recognizer, args.topk):
+            results = iter(results)
             for source, index, label, error in zip(
                 batch["source"], batch["index"], batch["label"], batch["error"], strict=True
             ):
