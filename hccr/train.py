@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -402,6 +403,14 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
         state = _checkpoint(objective, cfg, spec, optimizer, epoch - 1, best, env, done)
         atomic_torch_save(state, checkpoint_path)
         last_save = time.monotonic()
+        if not cfg.progress:  # a run without bars (in the background) still says where it is
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: {done * env.world_size:,} of "
+                f"{steps_per_epoch * cfg.batch_size * env.world_size:,} samples, "
+                f"checkpoint saved",
+                file=sys.stderr,
+                flush=True,
+            )
 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
@@ -440,6 +449,13 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
             )
             if row["top1"] > best["top1"]:
                 best = {k: row[k] for k in ("epoch", "top1", "top5", "top10", "n")}
+            print(
+                f"epoch {epoch + 1}/{cfg.epochs}: train loss {row.get('train_loss', float('nan')):.4f}, "
+                f"val top-1 {100 * row['top1']:.2f}% (best {100 * best['top1']:.2f}%), "
+                f"{row['time_s']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         if env.world_size > 1:
             dist.barrier()
     return best

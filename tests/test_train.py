@@ -129,7 +129,10 @@ def test_resume_continues_from_checkpoint_epoch(dbs: tuple[Path, Path], tmp_path
 
 
 def test_resume_inside_an_epoch_matches_an_uninterrupted_run(
-    dbs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dbs: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     whole = tmp_path / "whole"
     assert main(_train_args(dbs, whole, "--epochs", "2", "--checkpoint-minutes", "0")) == 0
@@ -151,6 +154,9 @@ def test_resume_inside_an_epoch_matches_an_uninterrupted_run(
     assert main(_train_args(dbs, out, "--epochs", "2", "--checkpoint-minutes", "1e-9")) != 0
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert (saved["epoch"], saved["samples_done"]) == (0, 16)
+    err = capsys.readouterr().err  # without progress bars, a line per epoch and per checkpoint
+    assert "epoch 1/2: train loss" in err and "val top-1" in err
+    assert "epoch 2/2: 16 of 48 samples, checkpoint saved" in err
 
     calls.clear()
     assert main(_train_args(dbs, out, "--epochs", "2", "--resume")) == 0
