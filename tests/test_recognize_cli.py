@@ -68,6 +68,20 @@ def test_jsonl_has_the_contract_fields(capsys, inputs, tiny_bundle_path: Path) -
     assert "accuracy on 20 labelled: top-1 100.00%" in err
 
 
+def test_labels_outside_the_charset_are_not_scored(capsys, tiny_bundle_path, tmp_path) -> None:
+    # a .gnt of another charset: its characters are recognised, but cannot count as errors
+    rng = np.random.default_rng(3)
+    gnt = tmp_path / "mixed.gnt"
+    outside = "永" if "永" not in TINY_CHARS else "龍"
+    samples = [(ch, 255 - render_sample(ch, rng, pen_width=0.06)) for ch in TINY_CHARS[:4]]
+    write_gnt(gnt, [*samples, (outside, samples[0][1])])
+    rc, out, err = _run(capsys, str(gnt), "--model", str(tiny_bundle_path), "--format", "jsonl")
+    assert rc == 0, err
+    assert len(out.splitlines()) == 5
+    assert "accuracy on 4 labelled: top-1 100.00%" in err
+    assert "1 labelled character(s) outside the model's charset" in err
+
+
 def test_csv_parses_with_one_column_pair_per_candidate(capsys, inputs, tiny_bundle_path) -> None:
     rc, out, err = _run(capsys, str(inputs["gnt"]), "--model", str(tiny_bundle_path),
                         "--format", "csv", "--topk", "2")  # fmt: skip

@@ -345,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
     show = err.isatty() if args.progress is None else args.progress
     total = _count_items(sources) if show else None
     bar = tqdm(total=total, unit="char", file=err, disable=not show, dynamic_ncols=True)
-    done = labelled = correct1 = correctk = 0
+    done = labelled = outside = correct1 = correctk = 0
     start = time.perf_counter()
     try:
         for batch, results in _recognized(loader, recognizer, args.topk):
@@ -360,7 +360,9 @@ def run(args: argparse.Namespace) -> int:
                 top = next(results)
                 writer.write(source, index, label, top)
                 done += 1
-                if label is not None:
+                if label is not None and label not in recognizer.charset:
+                    outside += 1  # the model cannot answer it: not scored
+                elif label is not None:
                     labelled += 1
                     correct1 += top[0].char == label
                     correctk += any(c.char == label for c in top)
@@ -383,6 +385,12 @@ def run(args: argparse.Namespace) -> int:
             f"hccr recognize: accuracy on {labelled} labelled: top-1 {100 * correct1 / labelled:.2f}% "
             f"({correct1}/{labelled}), top-{args.topk} {100 * correctk / labelled:.2f}% "
             f"({correctk}/{labelled})",
+            file=err,
+        )
+    if outside:
+        print(
+            f"hccr recognize: note: {outside} labelled character(s) outside the model's charset "
+            f"({len(recognizer.charset)} classes) were not scored",
             file=err,
         )
     if failures:
