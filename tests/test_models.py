@@ -58,3 +58,10 @@ def test_default_student_fits_in_4_mb():
     folder = MODELS_DIR / DEFAULT_MODEL
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     assert size <= 4 * 1024 * 1024, f"{folder}: {size:,} bytes"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_bundle_fits_in_50_mb_and_16_mib_a_file(path):
+    sizes = {f.name: f.stat().st_size for f in path.iterdir() if f.is_file()}
+    assert sum(sizes.values()) <= 50 * 1000 * 1000, f"{path.name}: {sizes}"
+    assert max(sizes.values()) <= 16 * 1024 * 1024, f"{path.name}: {sizes}"
