@@ -170,6 +170,7 @@ class LmdbWriter:
 
 
 _open_envs: dict[str, tuple[int, int, lmdb.Environment]] = {}  # realpath -> (pid, inode, env)
+_prefetched: set[tuple[str, int]] = set()  # (realpath, inode) of each data.mdb read through
 
 
 def open_lmdb(path: str | Path) -> lmdb.Environment:
@@ -192,16 +193,16 @@ def open_lmdb(path: str | Path) -> lmdb.Environment:
         cached[2].close()
     env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
     _open_envs[key] = (pid, inode, env)
-    _prefetch(data)
+    _prefetch(data, inode)
     return env
 
 
-def _prefetch(data: Path) -> None:
+def _prefetch(data: Path, inode: int) -> None:
     # Shuffled reads of a cold database are random 4 KiB disk reads (a freshly packed one is cold
     # too: LMDB writes its compacted copy with O_DIRECT), 2-3x slower than a warm epoch. When
     # the file fits comfortably in memory, read it once sequentially in the background (about
     # 1 GB/s here); forked DataLoader workers inherit `_prefetched` and do not read it again.
-    key = os.path.realpath(data)
+    key = (os.path.realpath(data), inode)
     if key in _prefetched:
         return
     _prefetched.add(key)
@@ -212,9 +213,6 @@ def _prefetch(data: Path) -> None:
     except (OSError, ValueError):
         return
     threading.Thread(target=_read_through, args=(data,), daemon=True).start()
-
-
-_prefetched: set[str] = set()
 
 
 def _read_through(data: Path) -> None:
