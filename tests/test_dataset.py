@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from hccr.charset import Charset
-from hccr.dataset import LmdbDataset, train_augment
+from hccr.dataset import ElasticWarp, LmdbDataset, train_augment
 from hccr.lmdb_format import LmdbFormatError, LmdbWriter, open_lmdb, read_meta, sample_key
 from hccr.preprocess import NormConfig
 
@@ -101,3 +102,19 @@ def test_augmentation_keeps_shape_and_dtype_and_varies():
     assert all(o.shape == x.shape and o.dtype == torch.uint8 for o in outs)
     assert any(not torch.equal(o, x) for o in outs)
     assert torch.equal(train_augment(64, strength=0)(x), x)
+
+
+@pytest.mark.parametrize("alpha, sigma", [(8.0, 4.0), (40.0, 3.0)])
+def test_elastic_warp_matches_torchvision_elastic_transform(alpha, sigma):
+    # the same random field from the same seed, computed with OpenCV: equal up to rounding
+    x = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    x[0, 10:54, 30:36] = 255
+    x[0, 28:33, 8:56] = 200
+    for seed in range(5):
+        torch.manual_seed(seed)
+        want = v2.ElasticTransform(alpha=alpha, sigma=sigma)(x)
+        torch.manual_seed(seed)
+        got = ElasticWarp(alpha=alpha, sigma=sigma)(x)
+        assert got.shape == x.shape and got.dtype == torch.uint8
+        assert (got.int() - want.int()).abs().max() <= 1
+    assert not torch.equal(got, x)
