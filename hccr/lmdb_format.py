@@ -52,9 +52,16 @@ def encode_sample(image: np.ndarray, label: int, writer: int = -1) -> bytes:
 
 
 def decode_sample(value: bytes, image_size: int) -> tuple[np.ndarray, int, int]:
-    """The stored value -> ((S, S) uint8 image, label, writer id)."""
+    """The stored value -> ((S, S) uint8 image, label, writer id).
+
+    Raises:
+        LmdbFormatError: the image is not a zlib stream (whichever codec read it).
+    """
     label, writer = _VALUE_HEADER.unpack_from(value)
-    pixels = isal_zlib.decompress(memoryview(value)[_VALUE_HEADER.size :])
+    try:
+        pixels = isal_zlib.decompress(memoryview(value)[_VALUE_HEADER.size :])
+    except isal_zlib.error as e:  # not a zlib.error subclass: callers should not need to know
+        raise LmdbFormatError(f"sample value is not a zlib stream ({e})") from None
     image = np.frombuffer(pixels, dtype=np.uint8).reshape(image_size, image_size)
     return image, label, writer
 

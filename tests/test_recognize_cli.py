@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,23 @@ def test_bad_inputs_get_a_line_each_and_a_failing_exit(capsys, inputs, tiny_bund
     offset = (inputs["gnt"].stat().st_size // 10) * 9  # all records have the same size
     assert f"{truncated}: byte {offset}:" in err
     assert "4 failure(s)" in err
+
+
+def test_a_corrupt_lmdb_value_is_one_line_and_the_rest_is_read(capsys, tiny_bundle_path, tmp_path):
+    rng = np.random.default_rng(5)
+    db = tmp_path / "corrupt.lmdb"
+    norm = NormConfig(size=32)
+    with LmdbWriter(db) as w:
+        for label, ch in enumerate(TINY_CHARS[:3]):
+            w.add(normalize(render_sample(ch, rng, pen_width=0.06), norm), label)
+        w.add_encoded(struct.pack("<ii", 3, -1) + b"not a zlib stream", 3)
+        w.finish({"charset": list(TINY_CHARS), "num_classes": len(TINY_CHARS),
+                  "image_size": norm.size, "norm": norm.to_dict(), "sources": {"test": 4}})  # fmt: skip
+    rc, out, err = _run(capsys, str(db), "--model", str(tiny_bundle_path), "--format", "jsonl")
+    assert rc == 1
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [0, 1, 2]
+    assert f"{db}: sample 3:" in err
+    assert "1 failure(s)" in err
 
 
 def test_not_a_gnt_is_one_line_naming_the_file(capsys, tiny_bundle_path, tmp_path) -> None:

@@ -165,7 +165,6 @@ class RecognizeDataset(IterableDataset):
         # The format module, not LmdbDataset: that one carries training augmentation (torchvision,
         # seconds to import in every worker) and recognition needs none of it.
         import struct
-        import zlib
 
         import lmdb
 
@@ -196,7 +195,7 @@ class RecognizeDataset(IterableDataset):
                 label_char = chars[label] if 0 <= label < len(chars) else None
             except EmptyImageError:
                 return _item(path, i, None, error=f"{path}: sample {i}: empty image")
-            except (ValueError, OSError, KeyError, lmdb.Error, zlib.error, struct.error) as e:
+            except (ValueError, OSError, KeyError, lmdb.Error, struct.error) as e:
                 return _item(path, i, None, error=f"{path}: sample {i}: {e}")
             return _item(path, i, label_char, image=torch.from_numpy(image.copy()).unsqueeze(0))
 
