@@ -177,7 +177,7 @@ class LmdbWriter:
 
 
 _open_envs: dict[str, tuple[int, int, lmdb.Environment]] = {}  # realpath -> (pid, inode, env)
-_prefetched: set[tuple[str, int]] = set()  # (realpath, inode) of each data.mdb read through
+_prefetched: set[tuple[str, int]] = set()  # (realpath, inode) of each database read through
 
 
 def open_lmdb(path: str | Path) -> lmdb.Environment:
@@ -200,16 +200,15 @@ def open_lmdb(path: str | Path) -> lmdb.Environment:
         cached[2].close()
     env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
     _open_envs[key] = (pid, inode, env)
-    _prefetch(data, inode)
+    _prefetch(data, (key, inode))
     return env
 
 
-def _prefetch(data: Path, inode: int) -> None:
+def _prefetch(data: Path, key: tuple[str, int]) -> None:
     # Shuffled reads of a cold database are random 4 KiB disk reads (a freshly packed one is cold
     # too: LMDB writes its compacted copy with O_DIRECT), 2-3x slower than a warm epoch. When
     # the file fits comfortably in memory, read it once sequentially in the background (about
     # 1 GB/s here); forked DataLoader workers inherit `_prefetched` and do not read it again.
-    key = (os.path.realpath(data), inode)
     if key in _prefetched:
         return
     _prefetched.add(key)
