@@ -195,14 +195,11 @@ class Recognizer:
         from hccr.export import export_is_current
 
         weights = export.parent / WEIGHTS_FILE
-        current = export_is_current(export, weights) if weights.is_file() else None
+        has_weights = weights.is_file()
+        current = export_is_current(export, weights) if has_weights else None
         if current is False:
             return "made from other weights than weights.pt (stale export)"
-        if (
-            current is None
-            and weights.is_file()
-            and export.stat().st_mtime < weights.stat().st_mtime
-        ):
+        if current is None and has_weights and export.stat().st_mtime < weights.stat().st_mtime:
             return "older than weights.pt (stale export)"
         try:
             if kind == "onnx":
