@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hccr.bundle import load_bundle, resolve_model
+from hccr.bundle import Bundle, load_bundle, resolve_model
 
 
 def _run(cmd: list[str]) -> str:
@@ -34,8 +34,7 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def online_accuracy(model: Path, pot: Path, tmp: Path) -> dict:
-    bundle = load_bundle(model)
+def online_accuracy(model: Path, bundle: Bundle, pot: Path, tmp: Path) -> dict:
     db = tmp / "online.lmdb"
     _run([sys.executable, "-m", "data_tools.cli", "pack", str(pot), "-o", str(db), "--no-progress",
           "--size", str(bundle.norm.size), "--norm", bundle.norm.method])  # fmt: skip
@@ -48,10 +47,10 @@ def _label(path: Path) -> str:
     return path.parent.name if len(path.parent.name) == 1 else path.stem[0]
 
 
-def offline_accuracy(model: Path, folder: Path) -> dict:
+def offline_accuracy(model: Path, bundle: Bundle, folder: Path) -> dict:
     """Top-1 / top-10 over the images whose label is one of the model's classes; the others
     (e.g. GB2312 level-2 characters for a level-1 model) are counted apart, never as errors."""
-    charset = load_bundle(model).charset
+    charset = bundle.charset
     out = _run([sys.executable, "-m", "hccr.cli", "recognize", str(folder), "--model", str(model),
                 "--format", "jsonl", "--topk", "10"])  # fmt: skip
     n = top1 = top10 = outside = 0
@@ -78,14 +77,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     model = resolve_model(args.model)
+    bundle = load_bundle(model)  # its charset and normalisation; the commands load it themselves
     tmp = Path(tempfile.mkdtemp(prefix="hccr-real-"))
     rows = []
     try:
         for pot in args.pot:
-            r = online_accuracy(model, pot, tmp)
+            r = online_accuracy(model, bundle, pot, tmp)
             rows.append(("online", pot.name, "hccr-data pack + hccr eval", r))
         for folder in args.offline:
-            r = offline_accuracy(model, folder)
+            r = offline_accuracy(model, bundle, folder)
             rows.append(("offline", folder.name, "hccr recognize", r))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
