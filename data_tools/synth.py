@@ -51,7 +51,7 @@ from data_tools.sampler import (
 )
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
-from hccr.preprocess import NormConfig
+from hccr.preprocess import NormConfig, warm_up
 
 __all__ = [
     "SampleMaker",
@@ -131,6 +131,7 @@ def generate(
         _init_worker(list(faces), cfg)
         yield from map(_run_chunk, items)
         return
+    warm_up()  # the normalisation's compiled passes, inherited by forked workers
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(list(faces), cfg)) as pool:
         yield from pool.imap(_run_chunk, items, chunksize=2)

@@ -110,3 +110,82 @@ def test_transparent_canvas_equals_its_composite_over_white(colour):
     a = alpha.astype(np.uint16)
     over_white = ((colour * a + 255 * (255 - a)) // 255).astype(np.uint8)
     assert np.array_equal(preprocess(rgba, NormConfig()), preprocess(over_white, NormConfig()))
+
+
+def _scribbles(n: int, seed: int) -> list[np.ndarray]:
+    """Ink maps of varied size, stroke width and grey level, some touching the border."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h, w = (int(v) for v in rng.integers(3, 160, size=2))
+        ink = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(1, 8))):
+            pts = rng.integers(-5, [w + 5, h + 5], size=(3, 2)).astype(np.int32)
+            level, width = int(rng.integers(30, 256)), int(rng.integers(1, 6))
+            cv2.polylines(ink, [pts], False, level, width, cv2.LINE_AA)
+        out.append(ink)
+    return out
+
+
+def test_resampling_matches_opencv_warp_affine():
+    # The compiled resampler stands in for cv2.warpAffine(INTER_LINEAR, zero border): at most
+    # one grey level apart, and that on about 1 pixel in 100,000.
+    from hccr.preprocess import _warp_scaled
+
+    rng = np.random.default_rng(0)
+    differing = total = 0
+    for ink in _scribbles(300, seed=1):
+        for size in (32, 64, 96):
+            sx = rng.uniform(0.2, 2.0)
+            sy = sx * rng.uniform(0.8, 1.25)
+            m = np.array([[sx, 0, rng.uniform(-30, 30)], [0, sy, rng.uniform(-30, 30)]], np.float32)
+            want = cv2.warpAffine(ink, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
+            got = _warp_scaled(ink, m[0, 0], m[0, 2], m[1, 1], m[1, 2], size)
+            diff = np.abs(want.astype(int) - got)
+            assert diff.max() <= 1
+            differing += int((diff > 0).sum())
+            total += diff.size
+    assert differing <= total * 2e-5, f"{differing} of {total} pixels differ"
+
+
+def test_box_and_moments_equal_opencv():
+    from hccr.preprocess import _ink_box_moments
+
+    for ink in [*_scribbles(200, seed=2), np.zeros((5, 7), np.uint8)]:
+        x0, y0, w, h, *sums = _ink_box_moments(ink, 24)
+        assert (x0, y0, w, h) == cv2.boundingRect((ink >= 24).view(np.uint8))
+        if w:
+            m = cv2.moments(ink[y0 : y0 + h, x0 : x0 + w], binaryImage=False)
+            assert sums == [m["m00"], m["m10"], m["m01"], m["m20"], m["m02"]]
+
+
+def test_grey_stretch_maps_the_ink_90th_percentile_to_white():
+    from hccr.preprocess import _STRETCH_LUTS, _stretch_inplace
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        image = (rng.random((64, 64)) ** 3 * rng.integers(20, 256)).astype(np.uint8)
+        ink = np.sort(image[image >= 12])
+        # the smallest level with at least 90% of the ink pixels at or below it
+        want = int(ink[max(0, int(np.ceil(0.9 * len(ink))) - 1)]) if len(ink) else 12
+        out = image.copy()
+        assert _stretch_inplace(out, 12, 0.9, _STRETCH_LUTS) == want
+        if want < 250:
+            assert out.max() == 255 and np.array_equal(out, _STRETCH_LUTS[want][image])
+        else:
+            assert np.array_equal(out, image)
+
+
+def test_scan_background_is_its_median_level():
+    from hccr.preprocess import ink_from_white_background
+
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        paper = int(rng.integers(150, 256))
+        grey = np.full(tuple(int(v) for v in rng.integers(5, 90, size=2)), paper, np.uint8)
+        grey[rng.random(grey.shape) < 0.3] = rng.integers(0, 100)
+        inverted = 255 - grey.astype(int)
+        # the (lower) median level: at least half the pixels are at or below it
+        median = np.sort(inverted.ravel())[int(np.ceil(0.5 * inverted.size)) - 1]
+        want = np.clip(inverted - median, 0, 255)
+        assert np.array_equal(ink_from_white_background(grey), want)
