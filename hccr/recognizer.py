@@ -27,7 +27,7 @@ from torch import nn
 
 from hccr.bundle import WEIGHTS_FILE, Bundle, load_bundle, resolve_model
 from hccr.charset import Charset
-from hccr.preprocess import NormConfig, preprocess, to_model_input
+from hccr.preprocess import NormConfig, preprocess, to_model_input, warm_up
 
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.ts.pt"
@@ -139,6 +139,8 @@ class Recognizer:
         self.path = path
         self.backend = "torch"
         self._runner: Any = _TorchRunner(_for_inference(self.model), channels_last=True)
+        # compiled (first run on a machine) or loaded now, so no request waits for it
+        warm_up()
 
     @classmethod
     def from_bundle(
