@@ -5,8 +5,7 @@ A value is `<label int32><writer int32>` followed by the zlib-compressed (S, S) 
 a raw 64x64 value is 4,096 bytes and costs two 4 KiB overflow pages, a compressed one about
 half a page, and zlib decodes it in microseconds (PNG takes ~13x longer). The streams are
 standard zlib, made and read with zlib-ng (`zlib-ng`): at level 1 it makes a 64x64 sample ~3.9x
-faster than the system zlib (and ~1.9x faster than ISA-L) and reads it ~2.5x faster, for streams
-~11% larger (bench/codec.py). One JSON record under `__meta__` says what the database holds.
+faster than the system zlib and reads it ~2.5x faster, for streams ~11% larger (bench/codec.py). One JSON record under `__meta__` says what the database holds.
 """
 
 from __future__ import annotations

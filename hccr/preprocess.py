@@ -300,9 +300,9 @@ def _moments(
     return m01 / m00 + 0.5, m10 / m00 + 0.5, sy, sx
 
 
-# The per-pixel passes of `normalize` are compiled (numba): as numpy and OpenCV calls they cost
-# ~60 us a character in call overhead and temporaries, the largest share of a pack. `cache=True`
-# keeps the machine code beside the module, so only the first import on a machine compiles.
+# The per-pixel passes of `normalize` are compiled (numba): as numpy and OpenCV calls, most of
+# their time went to call overhead and temporaries on a 64x64 character. `cache=True` keeps the
+# machine code beside the module, so only the first call on a machine compiles.
 @njit(cache=True, nogil=True)
 def _ink_box_moments(ink, threshold):  # type: ignore[no-untyped-def]
     """Bounding box of the pixels >= threshold and the raw grey-level moments inside it:
@@ -367,7 +367,7 @@ def _warp_scaled(src, ax, bx, ay, by, size):  # type: ignore[no-untyped-def]
     ax, bx, ay, by = np.float64(ax), np.float64(bx), np.float64(ay), np.float64(by)
     det = 1.0 / (ax * ay)
     cx, cy = ay * det, ax * det
-    dx, dy = -cx * bx + 0.0 * by, 0.0 * bx - cy * by
+    dx, dy = -cx * bx, -cy * by
     # columns: float32 fused multiply-add (float32 products are exact in float64)
     col_i = np.empty(size, np.int64)
     col_f = np.empty(size, np.float32)
@@ -445,7 +445,7 @@ def _stretch_inplace(image, low, fraction, luts):  # type: ignore[no-untyped-def
 
 
 def warm_up() -> None:
-    """Loads (or, the first time on a machine, compiles: ~5-15 s) the compiled passes.
+    """Loads (or, the first time on a machine, compiles: ~4 s here) the compiled passes.
 
     Call it before forking worker processes, so that they inherit the machine code instead of
     each loading it again.

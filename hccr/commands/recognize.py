@@ -339,10 +339,6 @@ def run(args: argparse.Namespace) -> int:
     small = all(s.kind == "image" for s in sources) and len(sources) <= args.batch_size
     workers = 0 if small else max(args.workers, 0)
     dataset = RecognizeDataset(sources, recognizer.norm, args.batch_size)
-    if workers:
-        from hccr.preprocess import warm_up
-
-        warm_up()  # the normalisation's compiled passes, inherited by the forked workers
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=workers,
                         collate_fn=collate, persistent_workers=False)  # fmt: skip
     show = err.isatty() if args.progress is None else args.progress
