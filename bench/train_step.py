@@ -1,0 +1,104 @@
+"""Training-step throughput in NCHW vs channels-last memory layout, measured in one run.
+
+Each architecture is built at `--num-classes`, randomly initialised, and timed on full SGD steps
+(forward, cross-entropy, backward, optimizer step) on random 64x64 batches, first in the default
+NCHW layout, then with model and input in channels-last, which is what `hccr train` and
+`hccr distill` use (`--channels-last`, on by default). Prints images/s per layout and the
+channels-last / NCHW ratio. The data pipeline is left out: this isolates the network's cost.
+
+  python bench/train_step.py                                  # the table in BENCHMARKS.md
+  python bench/train_step.py --models 'student_lw_fast:{"depths": [1, 2, 2, 1]}' --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from hccr.nets import create_model
+
+# ARCH or ARCH:JSON kwargs; the half-width teacher is the one models/ is trained with
+DEFAULT_MODELS = (
+    "teacher_cnn",
+    'teacher_cnn:{"channels": [32, 64, 128, 256]}',
+    "student_lw",
+    "student_lw_fast",
+)
+
+
+def images_per_second(
+    spec: str, num_classes: int, batch_size: int, size: int, channels_last: bool, steps: int
+) -> float:
+    """Median images/s over `steps` timed SGD steps, after two warm-up steps."""
+    torch.manual_seed(0)
+    arch, _, kwargs = spec.partition(":")
+    model = create_model(arch, num_classes=num_classes, **json.loads(kwargs or "{}")).train()
+    x = torch.rand(batch_size, 1, size, size)
+    y = torch.randint(0, num_classes, (batch_size,))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", nargs="+", default=list(DEFAULT_MODELS), help="ARCH or ARCH:JSON-kwargs"
+    )
+    parser.add_argument("--num-classes", type=int, default=3755)
+    parser.add_argument("--batch-size", type=int, default=128, help="hccr train's default")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per layout")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for arch in args.models:
+        nchw, cl = (
+            images_per_second(
+                arch, args.num_classes, args.batch_size, args.size, layout, args.steps
+            )
+            for layout in (False, True)
+        )
+        rows.append({"arch": arch, "nchw": nchw, "channels_last": cl, "ratio": cl / nchw})
+
+    if args.json:
+        print(json.dumps({"threads": args.threads, "batch_size": args.batch_size, "rows": rows}))
+        return 0
+    print(
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} threads, batch {args.batch_size}, {args.size}x{args.size}"
+    )
+    print("| arch | NCHW (img/s) | channels-last (img/s) | channels-last / NCHW |")
+    print("| --- | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['arch']} | {r['nchw']:.1f} | {r['channels_last']:.1f} | {r['ratio']:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
