@@ -6,10 +6,13 @@ then runs the real CLI (`python -m hccr.cli recognize ... --format jsonl > /dev/
 workers included) on each and reads the rate from its summary line. The model is the default
 shipped bundle, or, before one ships, an untrained `student_lw` over GB2312 level 1 (speed does
 not depend on the weights). The ONNX rows run the bundle's `model.onnx`, exported into a temporary
-copy with `hccr.export.export_onnx` when the bundle has none.
+copy with `hccr.export.export_onnx` when the bundle has none. `--compare` runs a second bundle
+(same charset and normalisation) on the same files, alternating with the first so that both
+see the same machine, and prints model / compare for each row.
 
   python bench/recognize.py                          # 10,000 characters, 2 workers
   python bench/recognize.py --samples 2000 --model gb1-teacher
+  python bench/recognize.py --model runs/new-bundle --compare models/gb1-student --backends onnx
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ def _model_folder(spec: str | None, work: Path) -> tuple[Path, str]:
 
     try:
         src = resolve_model(spec)
-        label = src.name
-        dst = work / src.name
+        label = spec or src.name
+        dst = work / f"{len(list(work.iterdir()))}-{src.name}"
         shutil.copytree(src, dst)
         return dst, label
     except BundleError:
@@ -53,6 +56,24 @@ def _model_folder(spec: str | None, work: Path) -> tuple[Path, str]:
         work / "untrained-student_lw", model, "student_lw", {}, Charset.gb1(), NormConfig()
     )
     return path, "untrained student_lw (no bundle in models/)"
+
+
+def _ensure_onnx(folder: Path, backends: list[str]) -> None:
+    if "onnx" in backends and not (folder / "model.onnx").is_file():
+        from hccr.bundle import load_bundle
+        from hccr.export import export_onnx
+
+        bundle = load_bundle(folder)
+        export_onnx(bundle.model, folder / "model.onnx", input_size=bundle.norm.size)
+
+
+def _check_comparable(a: Path, b: Path) -> None:
+    """Both bundles read the same LMDB, normalised once with the first one's settings."""
+    from hccr.bundle import load_bundle
+
+    ba, bb = load_bundle(a), load_bundle(b)
+    if ba.charset.chars != bb.charset.chars or ba.norm != bb.norm:
+        raise SystemExit(f"--compare {b.name}: its charset or normalisation differs from {a.name}")
 
 
 def _write_inputs(folder: Path, work: Path, samples: int, seed: int) -> tuple[Path, Path]:
@@ -109,6 +130,7 @@ def _run_cli(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
+    parser.add_argument("--compare", default=None, help="a second bundle, timed alongside")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -122,33 +144,42 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="hccr-bench-") as tmp:
         work = Path(tmp)
-        folder, label = _model_folder(args.model, work)
-        if "onnx" in args.backends and not (folder / "model.onnx").is_file():
-            from hccr.bundle import load_bundle
-            from hccr.export import export_onnx
-
-            bundle = load_bundle(folder)
-            export_onnx(bundle.model, folder / "model.onnx", input_size=bundle.norm.size)
+        models = [_model_folder(args.model, work)]
+        if args.compare is not None:
+            models.append(_model_folder(args.compare, work))
+            _check_comparable(models[0][0], models[1][0])
+        for folder, _ in models:
+            _ensure_onnx(folder, args.backends)
         t = time.perf_counter()
-        lmdb, gnt = _write_inputs(folder, work, args.samples, args.seed)
+        lmdb, gnt = _write_inputs(models[0][0], work, args.samples, args.seed)
         print(f"inputs: {args.samples} characters written in {time.perf_counter() - t:.1f} s",
               file=sys.stderr)  # fmt: skip
-        print(f"model: {label}; {os.cpu_count()} CPUs; workers={args.workers}, "
+        labels = " vs ".join(label for _, label in models)
+        print(f"model: {labels}; {os.cpu_count()} CPUs; workers={args.workers}, "
               f"batch={args.batch_size}, threads={args.threads or 'all'}")  # fmt: skip
-        print(f"{'input':<6} {'backend':<8} {'chars':>7} {'chars/s':>8} {'incl. start-up':>15}")
+        print(f"{'model':<24} {'input':<6} {'backend':<8} {'chars':>7} {'chars/s':>8} "
+              f"{'incl. start-up':>15}")  # fmt: skip
         rows = []
         for backend in args.backends:
             for name, path in (("lmdb", lmdb), ("gnt", gnt)):
-                n, seconds, wall = _run_cli(path, folder, backend, args)
-                # chars/s: the tool's own figure, from the first batch to the last line written;
-                # the last column adds interpreter start-up, imports and model load
-                print(f"{name:<6} {backend:<8} {n:>7} {n / seconds:>8.0f} {n / wall:>11.0f} /s")
-                rows.append({"input": name, "backend": backend, "chars": n,
-                             "chars_per_s": n / seconds, "chars_per_s_with_startup": n / wall})  # fmt: skip
+                pair = []
+                for folder, label in models:  # alternating: both models see the same machine
+                    n, seconds, wall = _run_cli(path, folder, backend, args)
+                    # chars/s: the tool's own figure, from the first batch to the last line
+                    # written; the last column adds interpreter start-up, imports and model load
+                    print(f"{label[-24:]:<24} {name:<6} {backend:<8} {n:>7} {n / seconds:>8.0f} "
+                          f"{n / wall:>11.0f} /s")  # fmt: skip
+                    pair.append({"model": label, "input": name, "backend": backend, "chars": n,
+                                 "chars_per_s": n / seconds, "chars_per_s_with_startup": n / wall})  # fmt: skip
+                if len(pair) == 2:
+                    ratio = pair[0]["chars_per_s"] / pair[1]["chars_per_s"]
+                    print(f"{'model / compare':<24} {name:<6} {backend:<8} {'':>7} {ratio:>7.2f}x")
+                    pair[0]["over_compare"] = ratio
+                rows += pair
     if args.json is not None:
         settings = {"workers": args.workers, "batch_size": args.batch_size,
                     "threads": args.threads or os.cpu_count(), "cpus": os.cpu_count()}  # fmt: skip
-        report = {"model": label, **settings, "rows": rows}
+        report = {"model": models[0][1], "compare": args.compare, **settings, "rows": rows}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -2,7 +2,8 @@
 
 MODEL is a bundle folder, a training run folder, the name of a bundle in models/, or a
 registered architecture name (randomly initialised; for trying the toolchain). int8 uses ONNX
-Runtime static QDQ quantisation calibrated on `--calib`. The export is checked against the
+Runtime static QDQ quantisation calibrated on `--calib`, weights in 7 bits (full-range int8
+saturates on x86 CPUs without VNNI: AVX2 adds products in pairs into int16). The export is checked against the
 float model: allclose on random input (float exports) and, with data (`--check`, else
 `--calib`), top-1 agreement >= 99.5%; a failing export is removed and the command exits 1.
 
@@ -40,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "where `hccr recognize` picks it up)",
     )
     parser.add_argument(
-        "--int8", action="store_true", help="int8 static QDQ quantisation (ONNX only)"
+        "--int8",
+        action="store_true",
+        help="int8 static QDQ quantisation, 7-bit weights (ONNX only)",
     )
     parser.add_argument("--calib", metavar="DB.lmdb", help="calibration samples for --int8")
     parser.add_argument(
