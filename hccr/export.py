@@ -174,12 +174,12 @@ class LmdbCalibrationReader:
 
 
 def quantize_onnx_int8(float_onnx: str | Path, out: str | Path, calibration: Any) -> Path:
-    """Static QDQ int8 quantisation with ONNX Runtime (per-channel 7-bit weights, MinMax calibration).
+    """Static QDQ int8 quantisation with ONNX Runtime (per-channel 7-bit weights, MinMax calib.).
 
     Weights use 7 of their 8 bits (`reduce_range`): x86 CPUs without VNNI (AVX2, AVX-512F) add
     u8 x s8 products in pairs into saturating int16, which full-range weights overflow. Measured
     on an AVX2-only EPYC with the shipped student: 99.4% top-1 on drawn input with full-range
-    int8 against 99.9% float; with 7-bit weights int8 matches float (BENCHMARKS.md).
+    int8, 99.8% with 7-bit weights, 99.9% float (BENCHMARKS.md).
 
     Args:
         float_onnx: a float ONNX model from `export_onnx`.

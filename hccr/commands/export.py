@@ -3,9 +3,10 @@
 MODEL is a bundle folder, a training run folder, the name of a bundle in models/, or a
 registered architecture name (randomly initialised; for trying the toolchain). int8 uses ONNX
 Runtime static QDQ quantisation calibrated on `--calib`, weights in 7 bits (full-range int8
-saturates on x86 CPUs without VNNI: AVX2 adds products in pairs into int16). The export is checked against the
-float model: allclose on random input (float exports) and, with data (`--check`, else
-`--calib`), top-1 agreement >= 99.5%; a failing export is removed and the command exits 1.
+saturates on x86 CPUs without VNNI: AVX2 adds products in pairs into int16). The export is
+checked against the float model: allclose on random input (float exports) and, with data
+(`--check`, else `--calib`), top-1 agreement >= 99.5%; a failing export is removed and the
+command exits 1.
 
 `--bundle DIR` turns a run folder into a bundle to ship: DIR gets the weights (float16 with
 `--half-weights`, and the export is then made from those rounded weights), charset, bundle.json
