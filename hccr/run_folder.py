@@ -133,14 +133,21 @@ def command_line(
     configs: list[Any],
     out: str | Path,
     extra: list[str] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> str:
-    """The exact `hccr VERB ...` command reproducing a run: every non-default config flag."""
-    parts = ["hccr", verb, *positional]
+    """The exact `hccr VERB ...` command reproducing a run: every non-default config flag.
+
+    `verb` may be several words ("compress stem"); `skip` names config fields the command has
+    no flag for (compress takes the architecture from its MODEL).
+    """
+    parts = ["hccr", *verb.split(), *positional]
     for cfg in configs:
         defaults = type(cfg)()
         for name, value in asdict(cfg).items():
             always = name in ("data", "val", "arch", "kd_mode")  # the flags the contract names
-            if name == "progress" or (value == getattr(defaults, name) and not always):
+            if name == "progress" or name in skip:
+                continue
+            if value == getattr(defaults, name) and not always:
                 continue
             flag = "--" + name.replace("_", "-")
             if isinstance(value, bool):

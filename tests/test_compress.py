@@ -19,6 +19,7 @@ from hccr.compress import (
     prune_to_budget,
 )
 from hccr.compress.lowrank import rank_for_energy
+from hccr.compress.stem import to_strided_stem
 from hccr.nets import create_model, list_models
 from hccr.profiling import count_flops, count_macs
 
@@ -144,6 +145,7 @@ def _silence_filters(model: nn.Module, share: float) -> int:
         ("teacher_cnn", {}),
         ("student_lw", {}),
         ("teacher_cnn", {"ranks": {"blocks.3": 20, "blocks.9": 30}}),
+        ("student_lw_fast", {"stem": "stride2"}),
     ],
 )
 def test_pruning_silent_filters_preserves_logits_and_rebuilds(name: str, kwargs: dict) -> None:
@@ -167,6 +169,23 @@ def test_prune_filters_importances_respect_min_channels(importance: str) -> None
     assert min(kwargs["channels"]) >= 6
     assert sum(kwargs["channels"]) < sum(model.kwargs["channels"])
     assert pruned(X).shape == (4, 10)
+
+
+def test_pruned_widths_are_multiples_of_channel_multiple() -> None:
+    model = small("student_lw_fast", channels=(16, 32, 48, 64))
+    widths = model.kwargs["channels"]
+    pruned, kwargs = prune_filters(model, 0.3, channel_multiple=8)
+    assert kwargs["channels"] != widths
+    assert all(c == w or c % 8 == 0 for c, w in zip(kwargs["channels"], widths, strict=True))
+    assert sum(kwargs["channels"]) > (1 - 0.3) * sum(widths)  # filters were given back
+    budget = 0.6 * count_flops(model, SIZE)["flops"]
+    pruned, kwargs, _ = prune_to_budget(
+        model, flops_target=budget, step_fraction=0.05, channel_multiple=8, input_size=SIZE
+    )
+    assert count_flops(pruned, SIZE)["flops"] <= budget
+    assert all(c % 8 == 0 for c in kwargs["channels"])
+    with pytest.raises(ValueError, match="channel_multiple"):
+        prune_filters(model, 0.3, channel_multiple=0)
 
 
 def test_group_and_shift_inputs_are_not_pruned() -> None:
@@ -238,3 +257,40 @@ def test_choose_blocks_unreachable_budget_raises() -> None:
             flops_budget=1000,
             input_size=SIZE,
         )
+
+
+@pytest.mark.parametrize("name", ["teacher_cnn", "student_lw_fast"])
+def test_strided_stem_is_conv_then_average_pool_and_keeps_the_rest(name: str) -> None:
+    model = small(name)
+    strided = to_strided_stem(model).eval()
+    assert strided.kwargs["stem"] == "stride2" and strided.arch == model.arch
+    # before the ReLU, the 4x4 stride-2 conv is the 3x3 conv + BN followed by 2x2 averaging
+    stem, new = model.blocks[0], strided.blocks[0]
+    torch.testing.assert_close(
+        new.bn(new.conv(X)),
+        nn.functional.avg_pool2d(stem.bn(stem.conv(X)), 2),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    old, fresh = model.state_dict(), strided.state_dict()
+    assert [k for k in old if not torch.equal(old[k], fresh[k])] == ["blocks.0.conv.weight"]
+    # the rest of the net sees the same resolutions: stage 0 already comes out halved
+    assert [s.shape[-1] for s in strided.forward_stages(X)][:2] == [SIZE // 2, SIZE // 2]
+    assert [s.shape[-1] for s in model.forward_stages(X)][:2] == [SIZE, SIZE // 2]
+    assert strided(X).shape == model(X).shape
+    assert count_macs(strided, SIZE) < count_macs(model, SIZE)
+    torch.testing.assert_close(rebuild(strided)(X), strided(X))
+    folded = fold_bn(copy.deepcopy(strided))
+    torch.testing.assert_close(folded(X), strided(X), rtol=1e-4, atol=1e-5)
+
+
+def test_strided_stem_rejects_what_it_cannot_convert() -> None:
+    with pytest.raises(ValueError, match="already has"):
+        to_strided_stem(to_strided_stem(small()))
+    with pytest.raises(ValueError, match="plain"):
+        to_strided_stem(small(ranks={"blocks.0": 3}))
+    with pytest.raises(ValueError, match="unknown stem"):
+        create_model("teacher_cnn", stem="stride4")
+    # low-rank decomposition leaves the strided stem alone instead of failing on it
+    decomposed = decompose_lowrank(to_strided_stem(small()), energy=0.8)
+    assert decomposed.kwargs["ranks"] and "blocks.0" not in decomposed.kwargs["ranks"]

@@ -221,7 +221,7 @@ def test_distill_teacher_with_other_charset_is_one_line_error(
     assert "\n" not in err and "charset" in err and "6 classes" in err
 
 
-@pytest.mark.parametrize("method", ["lowrank", "prune"])
+@pytest.mark.parametrize("method", ["lowrank", "prune", "stem"])
 def test_compress_command_writes_smaller_bundle(
     method: str, tiny_dbs: tuple[Path, Path], teacher_run: Path, tmp_path: Path
 ) -> None:
@@ -229,7 +229,11 @@ def test_compress_command_writes_smaller_bundle(
 
     train, val = tiny_dbs
     out = tmp_path / method
-    extra = ["--energy", "0.8"] if method == "lowrank" else ["--flops-ratio", "0.6"]
+    extra = {
+        "lowrank": ["--energy", "0.8"],
+        "prune": ["--flops-ratio", "0.6", "--channel-multiple", "4"],
+        "stem": [],
+    }[method]
     args = [
         "compress",
         method,
@@ -248,11 +252,18 @@ def test_compress_command_writes_smaller_bundle(
     assert main(args) == 0
     source, result = load_bundle(teacher_run), load_bundle(out)
     assert result.arch == source.arch == "teacher_cnn"
+    # the recorded command is one a shell can run again: no quoted verb, no hidden --arch
+    command = json.loads((out / "config.json").read_text())["command"]
+    assert command.startswith(f"hccr compress {method} {teacher_run} ") and "--arch" not in command
     assert count_flops(result.model, 32)["flops"] < count_flops(source.model, 32)["flops"]
     if method == "lowrank":
         assert result.kwargs["ranks"]
+    elif method == "stem":
+        assert result.kwargs["stem"] == "stride2" and source.kwargs.get("stem", "pool") == "pool"
+        assert json.loads((out / "config.json").read_text())["kind"] == "compress-stem"
     else:
         assert result.kwargs["channels"] != source.kwargs["channels"]
+        assert all(c % 4 == 0 for c in result.kwargs["channels"])
         assert json.loads((out / "config.json").read_text())["prune_history"]
 
 

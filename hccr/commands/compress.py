@@ -1,11 +1,14 @@
-"""Compress a trained model (low-rank or pruning), fine-tuned with knowledge transfer from it.
+"""Compress a trained model (low-rank, pruning or a strided stem), fine-tuned with knowledge
+transfer from it.
 
   hccr compress lowrank MODEL --data TRAIN.lmdb --val VAL.lmdb -o RUN_DIR [--energy 0.9 | --flops-ratio 0.5]
   hccr compress prune MODEL --data TRAIN.lmdb --val VAL.lmdb -o RUN_DIR [--flops-ratio 0.5 --step-fraction 0.2]
+  hccr compress stem MODEL --data TRAIN.lmdb --val VAL.lmdb -o RUN_DIR
 
 MODEL (a bundle or run folder) is both the starting point and the teacher (--kd-mode logit or
-feature). The result keeps MODEL's architecture name with explicit ranks / channels kwargs; the
-run folder is a bundle of the best fine-tuning epoch. Fine-tuning defaults: 5 epochs, lr 0.01.
+feature). The result keeps MODEL's architecture name with explicit ranks / channels / stem
+kwargs; the run folder is a bundle of the best fine-tuning epoch. Fine-tuning defaults: 5
+epochs, lr 0.01.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ _FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "warmup_epochs": 0.0}
 _HIDDEN = ("arch", "model_kwargs")  # the architecture comes from MODEL
 
 
-def _add_common(p: argparse.ArgumentParser, method_cls: type) -> None:
+def _add_common(p: argparse.ArgumentParser, method_cls: type | None) -> None:
     p.add_argument("model", metavar="MODEL", help="bundle or run folder to compress")
     add_config_args(p, TrainConfig)
-    add_config_args(p, method_cls)
+    if method_cls is not None:
+        add_config_args(p, method_cls)
     add_config_args(p, DistillConfig)
     p.set_defaults(**_FINETUNE_DEFAULTS)
     for action in p._actions:  # argparse has no public way to drop an added flag
@@ -45,21 +49,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _add_common(
         sub.add_parser("prune", help="iterative filter pruning + KT fine-tuning"), PruneConfig
     )
+    _add_common(
+        sub.add_parser(
+            "stem",
+            help="4x4 stride-2 conv for the full-resolution conv + max-pool + KT fine-tuning",
+        ),
+        None,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from hccr.distill.recipes import LowRankConfig, PruneConfig, run_lowrank, run_prune
+    from hccr.distill.recipes import (
+        LowRankConfig,
+        PruneConfig,
+        run_lowrank,
+        run_prune,
+        run_stem,
+    )
 
     cfg = config_from_args(TrainConfig, args)
     dcfg = config_from_args(DistillConfig, args)
-    method_cls = LowRankConfig if args.method == "lowrank" else PruneConfig
-    mcfg = config_from_args(method_cls, args)
     if args.resume:  # flags left out are taken from RUN_DIR/config.json
         cfg = merge_resume_config(cfg, args.out)
         dcfg = merge_resume_config(dcfg, args.out, "distill")
-        mcfg = merge_resume_config(mcfg, args.out, args.method)
-    command = command_line(f"compress {args.method}", [args.model], [cfg, mcfg, dcfg], args.out)
-    recipe = run_lowrank if args.method == "lowrank" else run_prune
-    best = recipe(args.model, cfg, mcfg, dcfg, args.out, resume=args.resume, command=command)
+    if args.method == "stem":
+        command = command_line("compress stem", [args.model], [cfg, dcfg], args.out, skip=_HIDDEN)
+        best = run_stem(args.model, cfg, dcfg, args.out, resume=args.resume, command=command)
+    else:
+        method_cls = LowRankConfig if args.method == "lowrank" else PruneConfig
+        mcfg = config_from_args(method_cls, args)
+        if args.resume:
+            mcfg = merge_resume_config(mcfg, args.out, args.method)
+        configs = [cfg, mcfg, dcfg]
+        command = command_line(
+            f"compress {args.method}", [args.model], configs, args.out, skip=_HIDDEN
+        )
+        recipe = run_lowrank if args.method == "lowrank" else run_prune
+        best = recipe(args.model, cfg, mcfg, dcfg, args.out, resume=args.resume, command=command)
     print(json.dumps({"run_dir": str(args.out), **best}))
     return 0

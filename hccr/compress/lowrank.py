@@ -95,8 +95,10 @@ def _candidates(
     """Undecomposed 3x3 conv blocks and the feat / classifier linears, with their output positions."""
     modules: dict[str, nn.Module] = {}
     for i, block in enumerate(model.blocks):
-        if isinstance(block, ConvBlock) and isinstance(block.conv, nn.Conv2d):
-            modules[f"blocks.{i}"] = block.conv
+        conv = block.conv
+        # a strided stem (4x4, stride 2) has no (k x 1)(1 x k) split here
+        if isinstance(block, ConvBlock) and isinstance(conv, nn.Conv2d) and conv.stride == (1, 1):
+            modules[f"blocks.{i}"] = conv
     if isinstance(model.feat.fc, nn.Linear):
         modules["feat"] = model.feat.fc
     if isinstance(model.classifier, nn.Linear):

@@ -139,6 +139,7 @@ def prune_filters(
     importance: str = "l1",
     min_channels: int = 4,
     data: Iterable[tuple[Tensor, Tensor]] | None = None,
+    channel_multiple: int = 1,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Removes the globally least important `fraction` of the prunable filters.
 
@@ -148,20 +149,30 @@ def prune_filters(
         importance: "l1", "bn" or "taylor".
         min_channels: no layer is cut below this width.
         data: (images, labels) batches for "taylor" (else gradients already on the BN weights).
+        channel_multiple: every pruned layer keeps a multiple of this many filters (the most
+            important of those the global ranking removed are given back). CPU kernels work on
+            blocks of 8 channels: odd widths can run slower than the unpruned net
+            (bench/onnx_shapes.py).
 
     Returns:
         (pruned model, its kwargs): `create_model(model.arch, **kwargs)` with the surviving
         weights loaded strictly; kwargs["channels"] holds the new per-block widths.
     """
     scores = _importance(model, prunable_layers(model), importance, data)
-    return _prune_by_scores(model, scores, fraction, min_channels)
+    return _prune_by_scores(model, scores, fraction, min_channels, channel_multiple)
 
 
 def _prune_by_scores(
-    model: nn.Module, scores: dict[int, Tensor], fraction: float, min_channels: int
+    model: nn.Module,
+    scores: dict[int, Tensor],
+    fraction: float,
+    min_channels: int,
+    channel_multiple: int = 1,
 ) -> tuple[nn.Module, dict[str, Any]]:
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if channel_multiple < 1:
+        raise ValueError(f"channel_multiple must be >= 1, got {channel_multiple}")
     layers = sorted(scores)
     widths = list(model.kwargs["channels"])
     total = sum(widths[i] for i in layers)
@@ -174,6 +185,12 @@ def _prune_by_scores(
         if widths[i] - len(removed[i]) > min_channels:
             removed[i].add(j)
             budget -= 1
+    if channel_multiple > 1:
+        for i in layers:
+            keep_n = widths[i] - len(removed[i])
+            keep_n = min(widths[i], -(-keep_n // channel_multiple) * channel_multiple)
+            back = sorted(removed[i], key=lambda j: -float(scores[i][j]))
+            removed[i] -= set(back[: len(removed[i]) - (widths[i] - keep_n)])
     keep = {
         i: torch.tensor([j for j in range(widths[i]) if j not in removed[i]], dtype=torch.long)
         for i in layers
@@ -199,6 +216,7 @@ def prune_to_budget(
     input_size: int = DEFAULT_IMAGE_SIZE,
     data: Iterable[tuple[Tensor, Tensor]] | None = None,
     max_steps: int = 100,
+    channel_multiple: int = 1,
 ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
     """Iterative global pruning: prune `step_fraction`, call `finetune`, repeat until under budget.
 
@@ -210,7 +228,7 @@ def prune_to_budget(
             is shrunk (bisection) so the model lands just under the budget.
         finetune: called as `model = finetune(model)` after every step (e.g. a few epochs of
             KD from the unpruned teacher); None skips fine-tuning.
-        importance, min_channels: as in `prune_filters`.
+        importance, min_channels, channel_multiple: as in `prune_filters`.
         data: as in `prune_filters`; a list (it is iterated once per step).
 
     Returns:
@@ -230,17 +248,23 @@ def prune_to_budget(
         if cost(model) <= target:
             break
         scores = _importance(model, prunable_layers(model), importance, data)
-        pruned, kwargs_new = _prune_by_scores(model, scores, step_fraction, min_channels)
         frac = step_fraction
+        while True:  # rounding to channel_multiple can give a small step all its filters back
+            pruned, kwargs_new = _prune_by_scores(
+                model, scores, frac, min_channels, channel_multiple
+            )
+            if kwargs_new["channels"] != model.kwargs["channels"] or frac >= 0.9:
+                break
+            frac = min(0.9, 2 * frac)
         if kwargs_new["channels"] == model.kwargs["channels"]:
             raise ValueError(
-                f"cannot reach the budget {target:.4g}: no prunable filter left above min_channels (group/shift blocks are not pruned)"
+                f"cannot reach the budget {target:.4g}: no prunable filter left above min_channels (group/shift blocks are not pruned) that keeps the widths multiples of channel_multiple={channel_multiple}"
             )
         if cost(pruned) < target:  # overshoot: find the smallest fraction that meets the budget
-            lo, hi = 0.0, step_fraction
+            lo, hi = 0.0, frac
             for _ in range(12):
                 mid = (lo + hi) / 2
-                candidate = _prune_by_scores(model, scores, mid, min_channels)
+                candidate = _prune_by_scores(model, scores, mid, min_channels, channel_multiple)
                 if cost(candidate[0]) <= target:
                     hi, (pruned, kwargs_new) = mid, candidate
                 else:

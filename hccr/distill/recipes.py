@@ -9,6 +9,8 @@
   character recognition", arXiv:1702.07975).
 - run_prune: iterative global filter pruning (hccr.compress.prune_to_budget) with a short
   KT fine-tune after every step, then a final KT fine-tune (Molchanov et al. 2017; Xiao 2017).
+- run_stem: the full-resolution conv + max-pool replaced by a 4x4 stride-2 conv
+  (hccr.compress.stem), then KT fine-tuning from the original model.
 Every recipe writes a run folder that is also a bundle (see hccr.train.fit).
 """
 
@@ -71,6 +73,13 @@ class PruneConfig:
         default="l1", metadata={"help": "filter importance", "choices": IMPORTANCES}
     )
     min_channels: int = field(default=4, metadata={"help": "no layer is cut below this width"})
+    channel_multiple: int = field(
+        default=8,
+        metadata={
+            "help": "pruned layers keep a multiple of this many filters (CPU kernels work in "
+            "blocks of 8 channels; 1: any width)"
+        },
+    )
 
 
 def load_teacher(spec: str, train_set: Dataset, data_path: str) -> Bundle:
@@ -306,6 +315,7 @@ def run_prune(
             finetune=finetune,
             importance=pcfg.importance,
             min_channels=pcfg.min_channels,
+            channel_multiple=pcfg.channel_multiple,
             input_size=size,
         )
     kwargs = model_kwargs(student)
@@ -328,5 +338,54 @@ def run_prune(
         charset=bundle.charset,
         norm=bundle.norm,
         record=_record("compress-prune", command, cfg, **more),
+    )
+    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
+
+
+def run_stem(
+    model_spec: str,
+    cfg: TrainConfig,
+    dcfg: DistillConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """`hccr compress stem`: give MODEL a strided stem, then KT fine-tune it from MODEL."""
+    from hccr.compress.stem import to_strided_stem
+    from hccr.nets import model_kwargs
+    from hccr.profiling import count_flops
+
+    if dcfg.kd_mode == "mutual":
+        raise ValueError(
+            "compress uses the source model as a fixed teacher: --kd-mode logit|feature"
+        )
+    out = Path(out)
+    device = prepare(cfg)
+    train_set, val_set = load_datasets(cfg)
+    bundle = load_teacher(model_spec, train_set, cfg.data)
+    size = train_set.image_size
+    base_flops = count_flops(bundle.model, size)["flops"]
+    student = _resumed_student(out, device) if resume else to_strided_stem(bundle.model)
+    more = {
+        "distill": asdict(dcfg),
+        "source": str(bundle.path),
+        "source_metrics": bundle.metrics,
+        "source_flops": base_flops,
+        "flops": count_flops(student.cpu(), size)["flops"],
+    }
+    objective = build_objective(
+        dcfg,
+        student.to(device),
+        bundle.model.to(device),
+        image_size=size,
+        label_smoothing=cfg.label_smoothing,
+    )
+    spec = RunSpec(
+        arch=bundle.arch,
+        kwargs=model_kwargs(student),
+        charset=bundle.charset,
+        norm=bundle.norm,
+        record=_record("compress-stem", command, cfg, **more),
     )
     return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)

@@ -109,13 +109,27 @@ def _bn_act(channels: int) -> list[tuple[str, nn.Module]]:
 
 
 class ConvBlock(nn.Sequential):
-    """3x3 conv -> BN -> ReLU; with `rank` the conv is a `LowRankConv2d`."""
+    """3x3 conv -> BN -> ReLU; with `rank` the conv is a `LowRankConv2d`.
 
-    def __init__(self, in_channels: int, out_channels: int, rank: int | None = None) -> None:
+    `kernel_size=4, stride=2` (padding 1) is the strided stem: it halves an even input side.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        rank: int | None = None,
+        kernel_size: int = 3,
+        stride: int = 1,
+    ) -> None:
         if rank is None:
-            conv: nn.Module = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        else:
+            conv: nn.Module = nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride=stride, padding=1, bias=False
+            )
+        elif (kernel_size, stride) == (3, 1):
             conv = LowRankConv2d(in_channels, out_channels, 3, rank, padding=1)
+        else:
+            raise ValueError("a low-rank conv block must be 3x3 with stride 1")
         super().__init__(OrderedDict([("conv", conv), *_bn_act(out_channels)]))
 
 

@@ -8,7 +8,9 @@ count, so hint (feature) distillation can map `forward_stages` outputs one to on
 
 Everything that compression rewrites is a plain kwarg recorded in `model.kwargs`:
 `channels` (one width per block), `blocks` (one type per block), `ranks` (module name -> rank
-for low-rank layers: "blocks.<i>", "feat" or "classifier").
+for low-rank layers: "blocks.<i>", "feat" or "classifier"), `stem` ("pool": the first block is a
+3x3 conv at full resolution and stage 0 ends in the max-pool; "stride2": it is a 4x4 stride-2
+conv and stage 0 has no max-pool, see `hccr.compress.stem`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from hccr.nets.blocks import BLOCK_TYPES, LowRankLinear, create_block
+from hccr.nets.blocks import BLOCK_TYPES, ConvBlock, LowRankLinear, create_block
+
+STEMS = ("pool", "stride2")
 
 
 def _expand_channels(channels: Sequence[int], depths: Sequence[int]) -> list[int]:
@@ -48,6 +52,8 @@ class HccrNet(nn.Module):
         dropout: dropout before the classifier (identity in eval mode and in exports).
         groups: group count of "group" blocks (reduced to a common divisor of the widths).
         ranks: low-rank layers, module name ("blocks.<i>", "feat", "classifier") -> rank.
+        stem: "pool" (3x3 conv, then stage 0's 2x2 max-pool) or "stride2" (the first block is
+            a 4x4 stride-2 conv in place of both; it must be a "conv" block without a rank).
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class HccrNet(nn.Module):
         dropout: float = 0.0,
         groups: int = 4,
         ranks: dict[str, int] | None = None,
+        stem: str = "pool",
     ) -> None:
         super().__init__()
         depths = [int(d) for d in depths]
@@ -85,6 +92,10 @@ class HccrNet(nn.Module):
                 raise ValueError(f"rank of {key} must be >= 1, got {r}")
         if min(widths) < 1 or feat_dim < 1 or num_classes < 1:
             raise ValueError("widths, feat_dim and num_classes must be >= 1")
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}; known: {', '.join(STEMS)}")
+        if stem == "stride2" and (kinds[0] != "conv" or "blocks.0" in ranks):
+            raise ValueError("the stride2 stem needs a plain 'conv' first block (no rank)")
 
         self.kwargs: dict[str, Any] = {
             "num_classes": int(num_classes),
@@ -96,13 +107,20 @@ class HccrNet(nn.Module):
             "dropout": float(dropout),
             "groups": int(groups),
             "ranks": dict(sorted(ranks.items())),
+            "stem": stem,
         }
         self.num_classes, self.feat_dim = int(num_classes), int(feat_dim)
         self.stage_ends = [sum(depths[: s + 1]) - 1 for s in range(len(depths))]
+        # block indices followed by the 2x2 max-pool; a strided stem already halved stage 0
+        self.pool_after = set(self.stage_ends[1:] if stem == "stride2" else self.stage_ends)
         in_channels = 1
         layers = []
         for i, (width, kind) in enumerate(zip(widths, kinds, strict=True)):
-            layers.append(create_block(kind, in_channels, width, ranks.get(f"blocks.{i}"), groups))
+            if i == 0 and stem == "stride2":
+                layers.append(ConvBlock(in_channels, width, kernel_size=4, stride=2))
+            else:
+                rank = ranks.get(f"blocks.{i}")
+                layers.append(create_block(kind, in_channels, width, rank, groups))
             in_channels = width
         self.blocks = nn.ModuleList(layers)
         self.downsample = nn.MaxPool2d(2)
@@ -139,6 +157,7 @@ class HccrNet(nn.Module):
             x = block(x)
             if i in self.stage_ends:
                 outs.append(x)
+            if i in self.pool_after:
                 x = self.downsample(x)
         return outs
 
@@ -146,7 +165,7 @@ class HccrNet(nn.Module):
         """(B, 1, S, S) -> (B, feat_dim) feature vector."""
         for i, block in enumerate(self.blocks):
             x = block(x)
-            if i in self.stage_ends:
+            if i in self.pool_after:
                 x = self.downsample(x)
         return self.feat(self.pool(x).flatten(1))
 

@@ -68,10 +68,11 @@ def _register_student(
         dropout: float = default_dropout,
         groups: int = 4,
         ranks: dict[str, int] | None = None,
+        stem: str = "pool",
     ) -> HccrNet:
         blocks = _first_conv_then(kind, depths) if blocks is None else blocks
         return HccrNet(
-            num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks
+            num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks, stem
         )
 
     builder.__name__ = builder.__qualname__ = name

@@ -32,8 +32,9 @@ def teacher_cnn(
     dropout: float = 0.3,
     groups: int = 4,
     ranks: dict[str, int] | None = None,
+    stem: str = "pool",
 ) -> HccrNet:
     """The teacher: plain 3x3 conv + BN + ReLU blocks and a 1024-d FC feature layer."""
     return HccrNet(
-        num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks
+        num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks, stem
     )
