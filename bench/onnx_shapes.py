@@ -6,9 +6,9 @@ shape, each `--variant` (JSON kwargs merged over the bundle's), and for each `--
 bundle pruned to that FLOPs share by `hccr.compress.prune_to_budget` (l1 importance, one step)
 with any width (`channel_multiple=1`) and with multiples of 8. Every row is exported to float
 ONNX and to int8 (`hccr.export.quantize_onnx_int8`, calibrated on random strokes-like inputs:
-speed does not depend on the weights) and run at batch `--batch-size` with `--threads` threads,
-the rows alternating round by round so that all see the same machine; the median round is
-reported, with each row's int8 speed relative to the first row.
+speed does not depend on the weights) and run in the recogniser's onnxruntime session at batch
+`--batch-size` with `--threads` threads, the rows alternating round by round so that all see the
+same machine; the median round is reported, with each row's int8 speed relative to the first row.
 
   python bench/onnx_shapes.py --model models/gb1-student --variant '{"stem": "pool"}' \
       --prune-ratio 0.8 0.7
@@ -31,6 +31,7 @@ from hccr.compress import prune_to_budget
 from hccr.export import export_onnx, quantize_onnx_int8
 from hccr.nets import create_model, model_kwargs
 from hccr.profiling import count_flops
+from hccr.recognizer import onnx_session
 
 
 class _RandomStrokes:
@@ -81,12 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
 
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the recogniser
     rows = []
     shapes, size = _shapes(args)
     with tempfile.TemporaryDirectory(prefix="hccr-shapes-") as tmp:
@@ -94,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             fp32, int8 = Path(tmp) / f"{i}.onnx", Path(tmp) / f"{i}.int8.onnx"
             export_onnx(model, fp32, size)
             quantize_onnx_int8(fp32, int8, _RandomStrokes(size))
-            sessions = [
-                ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                for p in (fp32, int8)
-            ]
+            sessions = [onnx_session(p, args.threads) for p in (fp32, int8)]
             flops = count_flops(model, size)["flops"]
             rows.append(
                 {"shape": label, "mflops": flops / 1e6, "sessions": sessions, "t": [[], []]}
@@ -122,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         fps, ips = (args.batch_size / float(np.median(t)) for t in row["t"])
         first = first or ips
-        print(
-            f"| {row['shape']} | {row['mflops']:.1f} | {fps:,.0f} | {ips:,.0f} | {ips / first:.2f}x |"
-        )
+        cells = [row["shape"], f"{row['mflops']:.1f}", f"{fps:,.0f}", f"{ips:,.0f}"]
+        print("| " + " | ".join(cells) + f" | {ips / first:.2f}x |")
         out.append({"shape": row["shape"], "mflops": row["mflops"], "float": fps, "int8": ips})
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

@@ -64,22 +64,25 @@ class _TorchRunner:
             return self.module(x).float()
 
 
+def onnx_session(path: str | Path, num_threads: int | None = None):
+    """The CPU onnxruntime.InferenceSession the recogniser runs (benchmarks time the same one)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads or 0  # 0: onnxruntime's default (all cores)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    # Idle pool threads sleep instead of spinning: they share the cores with DataLoader
+    # workers (`hccr recognize`) and with other requests (the demo).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 class _OnnxRunner:
     """An onnxruntime session; `run` is thread-safe, so no lock."""
 
     def __init__(self, path: Path, num_threads: int | None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or 0  # 0: onnxruntime's default (all cores)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        # Idle pool threads sleep instead of spinning: they share the cores with DataLoader
-        # workers (`hccr recognize`) and with other requests (the demo).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(path, num_threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         # An export traced with a fixed batch size only accepts that size: feed it in chunks.

@@ -67,24 +67,22 @@ def run(args: argparse.Namespace) -> int:
         run_stem,
     )
 
+    method_cls = {"lowrank": LowRankConfig, "prune": PruneConfig}.get(args.method)
     cfg = config_from_args(TrainConfig, args)
     dcfg = config_from_args(DistillConfig, args)
+    mcfg = config_from_args(method_cls, args) if method_cls is not None else None
     if args.resume:  # flags left out are taken from RUN_DIR/config.json
         cfg = merge_resume_config(cfg, args.out)
         dcfg = merge_resume_config(dcfg, args.out, "distill")
-    if args.method == "stem":
-        command = command_line("compress stem", [args.model], [cfg, dcfg], args.out, skip=_HIDDEN)
-        best = run_stem(args.model, cfg, dcfg, args.out, resume=args.resume, command=command)
-    else:
-        method_cls = LowRankConfig if args.method == "lowrank" else PruneConfig
-        mcfg = config_from_args(method_cls, args)
-        if args.resume:
+        if mcfg is not None:
             mcfg = merge_resume_config(mcfg, args.out, args.method)
-        configs = [cfg, mcfg, dcfg]
-        command = command_line(
-            f"compress {args.method}", [args.model], configs, args.out, skip=_HIDDEN
-        )
+    configs = [c for c in (cfg, mcfg, dcfg) if c is not None]
+    command = command_line(f"compress {args.method}", [args.model], configs, args.out, skip=_HIDDEN)
+    common = {"resume": args.resume, "command": command}
+    if mcfg is None:  # stem: nothing to configure but the fine-tune
+        best = run_stem(args.model, cfg, dcfg, args.out, **common)
+    else:
         recipe = run_lowrank if args.method == "lowrank" else run_prune
-        best = recipe(args.model, cfg, mcfg, dcfg, args.out, resume=args.resume, command=command)
+        best = recipe(args.model, cfg, mcfg, dcfg, args.out, **common)
     print(json.dumps({"run_dir": str(args.out), **best}))
     return 0

@@ -198,6 +198,80 @@ def _kt_finetune(
         )
 
 
+@dataclass
+class _Source:
+    """What a compress recipe starts from: the trained MODEL (also the teacher) and its data."""
+
+    bundle: Bundle
+    device: torch.device
+    train_set: Dataset
+    val_set: Dataset | None
+    size: int
+    flops: int  # of MODEL, counted on the CPU before any move to the device
+
+
+def _load_source(model_spec: str, cfg: TrainConfig) -> _Source:
+    from hccr.profiling import count_flops
+
+    device = prepare(cfg)
+    train_set, val_set = load_datasets(cfg)
+    bundle = load_teacher(model_spec, train_set, cfg.data)
+    size = train_set.image_size
+    flops = count_flops(bundle.model, size)["flops"]
+    return _Source(bundle, device, train_set, val_set, size, flops)
+
+
+def _fixed_teacher_only(dcfg: DistillConfig) -> None:
+    if dcfg.kd_mode == "mutual":
+        raise ValueError(
+            "compress uses the source model as a fixed teacher: --kd-mode logit|feature"
+        )
+
+
+def _finetune_from_source(
+    src: _Source,
+    student: nn.Module,
+    cfg: TrainConfig,
+    dcfg: DistillConfig,
+    out: Path,
+    *,
+    method: str,
+    method_cfg: Any | None,
+    resume: bool,
+    command: str | None,
+    **more: Any,
+) -> dict[str, Any]:
+    """The final KT fine-tune of compressed `student` from the source model, into run folder
+    `out` (a bundle whose record says how `student` was made: `method`, its config, `more`)."""
+    from hccr.nets import model_kwargs
+    from hccr.profiling import count_flops
+
+    record = {
+        **({method: asdict(method_cfg)} if method_cfg is not None else {}),
+        "distill": asdict(dcfg),
+        "source": str(src.bundle.path),
+        "source_metrics": src.bundle.metrics,
+        "source_flops": src.flops,
+        "flops": count_flops(student.cpu(), src.size)["flops"],
+        **more,
+    }
+    objective = build_objective(
+        dcfg,
+        student.to(src.device),
+        src.bundle.model.to(src.device),
+        image_size=src.size,
+        label_smoothing=cfg.label_smoothing,
+    )
+    spec = RunSpec(
+        arch=src.bundle.arch,
+        kwargs=model_kwargs(student),
+        charset=src.bundle.charset,
+        norm=src.bundle.norm,
+        record=_record(f"compress-{method}", command, cfg, **record),
+    )
+    return fit(objective, cfg, out, spec, src.train_set, src.val_set, resume=resume)
+
+
 def run_lowrank(
     model_spec: str,
     cfg: TrainConfig,
@@ -210,50 +284,33 @@ def run_lowrank(
 ) -> dict[str, Any]:
     """`hccr compress lowrank`: decompose MODEL, then KT fine-tune it from the undecomposed MODEL."""
     from hccr.compress import decompose_lowrank
-    from hccr.nets import model_kwargs
-    from hccr.profiling import count_flops
 
     out = Path(out)
-    device = prepare(cfg)
-    train_set, val_set = load_datasets(cfg)
-    bundle = load_teacher(model_spec, train_set, cfg.data)
-    size = train_set.image_size
-    base_flops = count_flops(bundle.model, size)["flops"]
+    src = _load_source(model_spec, cfg)
     if resume:
-        student = _resumed_student(out, device)
+        student = _resumed_student(out, src.device)
     elif lcfg.flops_ratio > 0:
         student = decompose_lowrank(
-            copy.deepcopy(bundle.model), flops_budget=lcfg.flops_ratio * base_flops, input_size=size
+            copy.deepcopy(src.bundle.model),
+            flops_budget=lcfg.flops_ratio * src.flops,
+            input_size=src.size,
         )
     else:
         student = decompose_lowrank(
-            copy.deepcopy(bundle.model), energy=lcfg.energy, input_size=size
+            copy.deepcopy(src.bundle.model), energy=lcfg.energy, input_size=src.size
         )
-    kwargs = model_kwargs(student)
-    more = {
-        "lowrank": asdict(lcfg),
-        "distill": asdict(dcfg),
-        "source": str(bundle.path),
-        "source_metrics": bundle.metrics,
-        "source_flops": base_flops,
-        "flops": count_flops(student, size)["flops"],
-        "ranks": kwargs.get("ranks"),
-    }
-    objective = build_objective(
+    return _finetune_from_source(
+        src,
+        student,
+        cfg,
         dcfg,
-        student.to(device),
-        bundle.model.to(device),
-        image_size=size,
-        label_smoothing=cfg.label_smoothing,
+        out,
+        method="lowrank",
+        method_cfg=lcfg,
+        resume=resume,
+        command=command,
+        ranks=student.kwargs.get("ranks"),
     )
-    spec = RunSpec(
-        arch=bundle.arch,
-        kwargs=kwargs,
-        charset=bundle.charset,
-        norm=bundle.norm,
-        record=_record("compress-lowrank", command, cfg, **more),
-    )
-    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
 
 
 def run_prune(
@@ -269,22 +326,14 @@ def run_prune(
     """`hccr compress prune`: prune MODEL to a FLOPs budget with KT fine-tuning after each step
     (teacher: the unpruned MODEL), then a final KT fine-tune of cfg.epochs into the run folder."""
     from hccr.compress import prune_to_budget
-    from hccr.nets import model_kwargs
-    from hccr.profiling import count_flops
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("compress prune runs in one process (pruning steps are not distributed)")
-    if dcfg.kd_mode == "mutual":
-        raise ValueError(
-            "compress uses the source model as a fixed teacher: --kd-mode logit|feature"
-        )
+    _fixed_teacher_only(dcfg)
     out = Path(out)
-    device = prepare(cfg)
-    train_set, val_set = load_datasets(cfg)
-    bundle = load_teacher(model_spec, train_set, cfg.data)
-    size = train_set.image_size
-    base_flops = count_flops(bundle.model, size)["flops"]  # counted on CPU, before the move
-    teacher = bundle.model.to(device)
+    src = _load_source(model_spec, cfg)
+    device, size = src.device, src.size
+    teacher = src.bundle.model.to(device)
     history: list[dict[str, Any]] = []
     if resume:
         student = _resumed_student(out, device)
@@ -305,12 +354,12 @@ def run_prune(
                 image_size=size,
                 label_smoothing=cfg.label_smoothing,
             )
-            _kt_finetune(objective, cfg, train_set, pcfg.step_epochs, device)
+            _kt_finetune(objective, cfg, src.train_set, pcfg.step_epochs, device)
             return model.cpu()
 
         student, _, history = prune_to_budget(
-            copy.deepcopy(bundle.model).cpu(),
-            flops_target=pcfg.flops_ratio * base_flops,
+            copy.deepcopy(src.bundle.model).cpu(),
+            flops_target=pcfg.flops_ratio * src.flops,
             step_fraction=pcfg.step_fraction,
             finetune=finetune,
             importance=pcfg.importance,
@@ -318,28 +367,19 @@ def run_prune(
             channel_multiple=pcfg.channel_multiple,
             input_size=size,
         )
-    kwargs = model_kwargs(student)
-    more = {
-        "prune": asdict(pcfg),
-        "distill": asdict(dcfg),
-        "source": str(bundle.path),
-        "source_metrics": bundle.metrics,
-        "source_flops": base_flops,
-        "flops": count_flops(student.cpu(), size)["flops"],
-        "channels": kwargs.get("channels"),
-        "prune_history": history,
-    }
-    objective = build_objective(
-        dcfg, student.to(device), teacher, image_size=size, label_smoothing=cfg.label_smoothing
+    return _finetune_from_source(
+        src,
+        student,
+        cfg,
+        dcfg,
+        out,
+        method="prune",
+        method_cfg=pcfg,
+        resume=resume,
+        command=command,
+        channels=student.kwargs.get("channels"),
+        prune_history=history,
     )
-    spec = RunSpec(
-        arch=bundle.arch,
-        kwargs=kwargs,
-        charset=bundle.charset,
-        norm=bundle.norm,
-        record=_record("compress-prune", command, cfg, **more),
-    )
-    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
 
 
 def run_stem(
@@ -353,39 +393,11 @@ def run_stem(
 ) -> dict[str, Any]:
     """`hccr compress stem`: give MODEL a strided stem, then KT fine-tune it from MODEL."""
     from hccr.compress.stem import to_strided_stem
-    from hccr.nets import model_kwargs
-    from hccr.profiling import count_flops
 
-    if dcfg.kd_mode == "mutual":
-        raise ValueError(
-            "compress uses the source model as a fixed teacher: --kd-mode logit|feature"
-        )
+    _fixed_teacher_only(dcfg)
     out = Path(out)
-    device = prepare(cfg)
-    train_set, val_set = load_datasets(cfg)
-    bundle = load_teacher(model_spec, train_set, cfg.data)
-    size = train_set.image_size
-    base_flops = count_flops(bundle.model, size)["flops"]
-    student = _resumed_student(out, device) if resume else to_strided_stem(bundle.model)
-    more = {
-        "distill": asdict(dcfg),
-        "source": str(bundle.path),
-        "source_metrics": bundle.metrics,
-        "source_flops": base_flops,
-        "flops": count_flops(student.cpu(), size)["flops"],
-    }
-    objective = build_objective(
-        dcfg,
-        student.to(device),
-        bundle.model.to(device),
-        image_size=size,
-        label_smoothing=cfg.label_smoothing,
+    src = _load_source(model_spec, cfg)
+    student = _resumed_student(out, src.device) if resume else to_strided_stem(src.bundle.model)
+    return _finetune_from_source(
+        src, student, cfg, dcfg, out, method="stem", method_cfg=None, resume=resume, command=command
     )
-    spec = RunSpec(
-        arch=bundle.arch,
-        kwargs=model_kwargs(student),
-        charset=bundle.charset,
-        norm=bundle.norm,
-        record=_record("compress-stem", command, cfg, **more),
-    )
-    return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
