@@ -39,7 +39,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from hccr.atomic import atomic_write_text
-from hccr.bundle import BundleError, load_state_dict_strict, save_bundle
+from hccr.bundle import (
+    Bundle,
+    BundleError,
+    load_bundle,
+    load_state_dict_strict,
+    resolve_model,
+    save_bundle,
+)
 from hccr.distill.objectives import Objective
 from hccr.evaluate import evaluate
 from hccr.preprocess import to_model_input
@@ -68,6 +75,14 @@ class TrainConfig:
     data: str = field(default="", metadata={"help": "training LMDB"})
     val: str = field(default="", metadata={"help": "validation LMDB (evaluated every epoch)"})
     arch: str = field(default="student_lw", metadata={"help": "registered architecture"})
+    init: str = field(
+        default="",
+        metadata={
+            "help": "start from this trained bundle or run folder (its architecture and "
+            "weights) instead of random weights, to fine-tune it, e.g. on new data; its charset "
+            "and preprocessing must match --data"
+        },
+    )
     model_kwargs: str = field(
         default="",
         metadata={"help": "JSON constructor kwargs, e.g. '{\"channels\": [16, 32, 48, 64]}'"},
@@ -583,6 +598,41 @@ def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     return train_set, val_set
 
 
+def load_matching_bundle(spec: str, train_set: Dataset, data_path: str) -> Bundle:
+    """A trained bundle whose charset and preprocessing match the training LMDB."""
+    from hccr.evaluate import DataMismatchError, check_data_matches
+
+    path = resolve_model(spec)
+    bundle = load_bundle(path)
+    if bundle.charset != train_set.charset:
+        raise DataMismatchError(
+            f"{data_path}: charset ({len(train_set.charset)} classes) differs from model {path}'s "
+            f"({len(bundle.charset)} classes)"
+        )
+    check_data_matches(data_path, train_set.norm, bundle.norm, str(path))
+    return bundle
+
+
+def build_model(cfg: TrainConfig, train_set: Dataset) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The network to train: cfg.arch with random weights, or (--init) a trained bundle's
+    architecture and weights. Returns (model, arch, record), record naming the starting point."""
+    from hccr.nets import create_model
+
+    if not cfg.init:
+        n = len(train_set.charset)
+        return create_model(cfg.arch, num_classes=n, **cfg.parsed_model_kwargs()), cfg.arch, {}
+    if cfg.model_kwargs:
+        raise ValueError("--init takes the architecture from the bundle: drop --model-kwargs")
+    bundle = load_matching_bundle(cfg.init, train_set, cfg.data)
+    default_arch = TrainConfig.__dataclass_fields__["arch"].default
+    if cfg.arch not in (default_arch, bundle.arch):
+        raise ValueError(
+            f"--init {cfg.init} is a {bundle.arch}; drop --arch {cfg.arch} (the bundle gives it)"
+        )
+    record = {"init": str(bundle.path), "init_metrics": bundle.metrics}
+    return bundle.model.train(), bundle.arch, record
+
+
 def prepare(cfg: TrainConfig) -> torch.device:
     """Seeds, CPU threads and the device of this process."""
     if cfg.threads > 0:
@@ -594,20 +644,20 @@ def prepare(cfg: TrainConfig) -> torch.device:
 def run_train(
     cfg: TrainConfig, out: str | Path, *, resume: bool = False, command: str | None = None
 ) -> dict[str, Any]:
-    """`hccr train`: cfg.arch from scratch with cross-entropy; returns the best epoch's metrics."""
+    """`hccr train`: cfg.arch from scratch (or the --init bundle) with cross-entropy; returns the
+    best epoch's metrics."""
     from hccr.distill.objectives import CrossEntropyObjective
-    from hccr.nets import create_model, model_kwargs
+    from hccr.nets import model_kwargs
 
     device = prepare(cfg)
     train_set, val_set = load_datasets(cfg)
-    charset = train_set.charset
-    model = create_model(cfg.arch, num_classes=len(charset), **cfg.parsed_model_kwargs())
+    model, arch, start = build_model(cfg, train_set)
     spec = RunSpec(
-        arch=cfg.arch,
+        arch=arch,
         kwargs=model_kwargs(model),
-        charset=charset,
+        charset=train_set.charset,
         norm=train_set.norm,
-        record={"kind": "train", "command": command, "data": cfg.data, "val": cfg.val},
+        record={"kind": "train", "command": command, "data": cfg.data, "val": cfg.val, **start},
     )
     objective = CrossEntropyObjective(model.to(device), cfg.label_smoothing)
     return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)

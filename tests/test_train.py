@@ -260,3 +260,43 @@ def test_ddp_two_cpu_processes_complete_an_epoch(dbs: tuple[Path, Path], tmp_pat
     assert config["world_size"] == 2
     assert [r["epoch"] for r in read_metrics(out)] == [1]
     assert load_bundle(out).num_classes == 5
+
+
+def _learned(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights the optimizer changes (BatchNorm running statistics move in any forward pass)."""
+    return {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
+
+
+def test_init_starts_from_the_bundle(dbs: tuple[Path, Path], tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert main(_train_args(dbs, first, "--epochs", "2")) == 0
+    tuned = tmp_path / "tuned"
+    # lr 0: the fine-tune must leave the learned weights exactly where the bundle had them
+    args = ["--init", str(first), "--epochs", "1", "--lr", "0", "--seed", "5"]
+    assert main(_train_args(dbs, tuned, *args, model=[])) == 0
+    start, after = load_bundle(first), load_bundle(tuned)
+    assert after.arch == start.arch and after.kwargs == start.kwargs
+    for key, value in _learned(start.model.state_dict()).items():
+        assert torch.equal(after.model.state_dict()[key], value), key
+    assert json.loads((tuned / "config.json").read_text())["train"]["init"] == str(first)
+    assert after.metrics["top1"] >= start.metrics["top1"] - 0.05
+    # the same run from random weights ends elsewhere, so the comparison above can fail
+    scratch = tmp_path / "scratch"
+    assert main(_train_args(dbs, scratch, "--epochs", "1", "--lr", "0", "--seed", "5")) == 0
+    fresh = load_bundle(scratch).model.state_dict()
+    assert not all(torch.equal(fresh[k], v) for k, v in _learned(start.model.state_dict()).items())
+
+
+def test_init_with_other_charset_or_model_flags_is_one_line_error(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first = tmp_path / "first"
+    assert main(_train_args(dbs, first, "--epochs", "1")) == 0
+    capsys.readouterr()
+    six = make_tiny_lmdb(tmp_path / "six.lmdb", num_classes=6, per_class=4)
+    assert main(_train_args((six, six), tmp_path / "a", "--init", str(first), model=[])) == 1
+    err = _one_line_error(capsys)
+    assert "5 classes" in err and "6 classes" in err
+    assert main(_train_args(dbs, tmp_path / "b", "--init", str(first), model=TINY_TEACHER)) == 1
+    assert "--init" in _one_line_error(capsys)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -22,7 +22,7 @@ from hccr.run_folder import command_line, merge_resume_config
 from hccr.train import TrainConfig
 
 _FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "warmup_epochs": 0.0}
-_HIDDEN = ("arch", "model_kwargs")  # the architecture comes from MODEL
+_HIDDEN = ("arch", "model_kwargs", "init")  # architecture and weights come from MODEL
 
 
 def _add_common(p: argparse.ArgumentParser, method_cls: type | None) -> None:
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         run_stem,
     )
 
+    if args.init:
+        raise ValueError("compress starts from MODEL: drop --init")
     method_cls = {"lowrank": LowRankConfig, "prune": PruneConfig}.get(args.method)
     cfg = config_from_args(TrainConfig, args)
     dcfg = config_from_args(DistillConfig, args)

@@ -1,8 +1,10 @@
-"""Train a network from scratch on an LMDB (cross-entropy); the run folder is also a bundle.
+"""Train a network on an LMDB (cross-entropy), from scratch or (--init) from a trained bundle;
+the run folder is also a bundle.
 
 Example:
   hccr train --data train.lmdb --val val.lmdb --arch teacher_cnn -o runs/teacher --epochs 30
   hccr train ... -o runs/teacher --resume          # continue from RUN_DIR/checkpoint.pt
+  hccr train --init models/gb1-student --data mine.lmdb --val val.lmdb -o runs/mine --lr 0.01
   torchrun --nproc-per-node 4 -m hccr.cli train ... # DistributedDataParallel, same flags
 """
 

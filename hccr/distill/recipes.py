@@ -26,16 +26,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from hccr.bundle import Bundle, BundleError, load_bundle, resolve_model
+from hccr.bundle import Bundle, BundleError
 from hccr.distill.objectives import DistillConfig, build_objective
-from hccr.evaluate import DataMismatchError, check_data_matches
 from hccr.run_folder import CHECKPOINT_FILE, RunSpec
 from hccr.train import (
     TrainConfig,
+    build_model,
     build_optimizer,
     cosine_lr,
     fit,
     load_datasets,
+    load_matching_bundle,
     prepare,
     train_one_epoch,
 )
@@ -82,19 +83,6 @@ class PruneConfig:
     )
 
 
-def load_teacher(spec: str, train_set: Dataset, data_path: str) -> Bundle:
-    """A trained bundle whose charset and preprocessing match the training LMDB."""
-    path = resolve_model(spec)
-    bundle = load_bundle(path)
-    if bundle.charset != train_set.charset:
-        raise DataMismatchError(
-            f"{data_path}: charset ({len(train_set.charset)} classes) differs from model {path}'s "
-            f"({len(bundle.charset)} classes)"
-        )
-    check_data_matches(data_path, train_set.norm, bundle.norm, str(path))
-    return bundle
-
-
 def _record(kind: str, command: str | None, cfg: TrainConfig, **more: Any) -> dict[str, Any]:
     return {"kind": kind, "command": command, "data": cfg.data, "val": cfg.val, **more}
 
@@ -110,7 +98,8 @@ def run_distill(
     resume: bool = False,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """`hccr distill`: student cfg.arch learns from a teacher bundle, or mutually with a peer.
+    """`hccr distill`: student cfg.arch (or the cfg.init bundle) learns from a teacher bundle, or
+    mutually with a peer.
 
     In mutual mode the peer (peer_arch, default the teacher bundle's arch, else teacher_cnn)
     starts from scratch like the student; a teacher bundle, if given, only names its
@@ -122,11 +111,11 @@ def run_distill(
     train_set, val_set = load_datasets(cfg)
     charset = train_set.charset
     n = len(charset)
-    student = create_model(cfg.arch, num_classes=n, **cfg.parsed_model_kwargs())
-    more: dict[str, Any] = {"distill": asdict(dcfg)}
+    student, arch, start = build_model(cfg, train_set)
+    more: dict[str, Any] = {"distill": asdict(dcfg), **start}
     other: nn.Module
     if dcfg.kd_mode == "mutual":
-        bundle = load_teacher(teacher, train_set, cfg.data) if teacher else None
+        bundle = load_matching_bundle(teacher, train_set, cfg.data) if teacher else None
         peer_arch = peer_arch or (bundle.arch if bundle else "teacher_cnn")
         kwargs = dict(peer_kwargs or (bundle.kwargs if bundle and bundle.arch == peer_arch else {}))
         kwargs.pop("num_classes", None)
@@ -136,7 +125,7 @@ def run_distill(
     else:
         if not teacher:
             raise ValueError(f"--teacher is required for --kd-mode {dcfg.kd_mode}")
-        bundle = load_teacher(teacher, train_set, cfg.data)
+        bundle = load_matching_bundle(teacher, train_set, cfg.data)
         other = bundle.model
         more.update(
             teacher=str(bundle.path), teacher_arch=bundle.arch, teacher_metrics=bundle.metrics
@@ -149,7 +138,7 @@ def run_distill(
         label_smoothing=cfg.label_smoothing,
     )
     spec = RunSpec(
-        arch=cfg.arch,
+        arch=arch,
         kwargs=model_kwargs(student),
         charset=charset,
         norm=train_set.norm,
@@ -215,7 +204,7 @@ def _load_source(model_spec: str, cfg: TrainConfig) -> _Source:
 
     device = prepare(cfg)
     train_set, val_set = load_datasets(cfg)
-    bundle = load_teacher(model_spec, train_set, cfg.data)
+    bundle = load_matching_bundle(model_spec, train_set, cfg.data)
     size = train_set.image_size
     flops = count_flops(bundle.model, size)["flops"]
     return _Source(bundle, device, train_set, val_set, size, flops)
