@@ -278,7 +278,9 @@ def test_init_starts_from_the_bundle(dbs: tuple[Path, Path], tmp_path: Path) -> 
     assert after.arch == start.arch and after.kwargs == start.kwargs
     for key, value in _learned(start.model.state_dict()).items():
         assert torch.equal(after.model.state_dict()[key], value), key
-    assert json.loads((tuned / "config.json").read_text())["train"]["init"] == str(first)
+    config = json.loads((tuned / "config.json").read_text())
+    assert config["train"]["init"] == str(first)
+    assert "--init" in config["command"] and "--arch" not in config["command"]
     assert after.metrics["top1"] >= start.metrics["top1"] - 0.05
     # the same run from random weights ends elsewhere, so the comparison above can fail
     scratch = tmp_path / "scratch"

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.peer_kwargs:
         extra += ["--peer-kwargs", args.peer_kwargs]
     positional = ["--teacher", str(args.teacher)] if args.teacher else []
-    command = command_line("distill", positional, [cfg, dcfg], args.out, extra)
+    skip = ("arch", "model_kwargs") if cfg.init else ()  # the --init bundle gives them
+    command = command_line("distill", positional, [cfg, dcfg], args.out, extra, skip=skip)
     best = run_distill(
         cfg,
         dcfg,

@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(TrainConfig, args)
     if args.resume:
         cfg = merge_resume_config(cfg, args.out)
-    command = command_line("train", [], [cfg], args.out)
+    # with --init the bundle gives the architecture: a recorded --arch would only mislead
+    skip = ("arch", "model_kwargs") if cfg.init else ()
+    command = command_line("train", [], [cfg], args.out, skip=skip)
     best = run_train(cfg, args.out, resume=args.resume, command=command)
     print(json.dumps({"run_dir": str(args.out), **best}))
     return 0
