@@ -613,11 +613,34 @@ def load_matching_bundle(spec: str, train_set: Dataset, data_path: str) -> Bundl
     return bundle
 
 
-def build_model(cfg: TrainConfig, train_set: Dataset) -> tuple[nn.Module, str, dict[str, Any]]:
-    """The network to train: cfg.arch with random weights, or (--init) a trained bundle's
-    architecture and weights. Returns (model, arch, record), record naming the starting point."""
+INIT_GIVES = ("arch", "model_kwargs")  # config fields an --init bundle decides
+
+
+def model_from_checkpoint(out: str | Path) -> nn.Module:
+    """The architecture recorded in run folder `out`'s checkpoint (fit loads its weights)."""
     from hccr.nets import create_model
 
+    path = Path(out) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise BundleError(f"{out}: nothing to resume ({CHECKPOINT_FILE} missing)")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return create_model(checkpoint["arch"], **dict(checkpoint["kwargs"]))
+
+
+def build_model(
+    cfg: TrainConfig, train_set: Dataset, resume_dir: str | Path | None = None
+) -> tuple[nn.Module, str, dict[str, Any]]:
+    """The network to train: cfg.arch with random weights, or (--init) a trained bundle's
+    architecture and weights. Returns (model, arch, record), record naming the starting point.
+
+    Resuming an --init run (`resume_dir`) takes the architecture from the run's checkpoint: the
+    bundle may have been replaced or deleted since (e.g. by exporting the run over it).
+    """
+    from hccr.nets import create_model
+
+    if cfg.init and resume_dir is not None:
+        model = model_from_checkpoint(resume_dir)
+        return model, model.arch, {"init": cfg.init}
     if not cfg.init:
         n = len(train_set.charset)
         return create_model(cfg.arch, num_classes=n, **cfg.parsed_model_kwargs()), cfg.arch, {}
@@ -651,7 +674,7 @@ def run_train(
 
     device = prepare(cfg)
     train_set, val_set = load_datasets(cfg)
-    model, arch, start = build_model(cfg, train_set)
+    model, arch, start = build_model(cfg, train_set, out if resume else None)
     spec = RunSpec(
         arch=arch,
         kwargs=model_kwargs(model),

@@ -302,3 +302,25 @@ def test_init_with_other_charset_or_model_flags_is_one_line_error(
     assert main(_train_args(dbs, tmp_path / "b", "--init", str(first), model=TINY_TEACHER)) == 1
     assert "--init" in _one_line_error(capsys)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_init_run_resumes_after_its_bundle_is_gone(dbs: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    first = tmp_path / "first"
+    assert main(_train_args(dbs, first, "--epochs", "1")) == 0
+    tuned = tmp_path / "tuned"
+    assert main(_train_args(dbs, tuned, "--init", str(first), "--epochs", "1", model=[])) == 0
+    shutil.rmtree(first)  # e.g. replaced by an export of this very run
+    assert main(["train", "-o", str(tuned), "--resume", "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in read_metrics(tuned)] == [1, 2]
+    assert load_bundle(tuned).arch == "student_lw"
+
+
+def test_compress_rejects_init(
+    dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    train, val = dbs
+    args = ["compress", "stem", str(tmp_path), "--data", str(train), "--val", str(val)]
+    assert main([*args, "--init", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
+    assert "drop --init" in _one_line_error(capsys)

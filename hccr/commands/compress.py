@@ -19,10 +19,10 @@ import json
 from hccr.config import add_config_args, config_from_args
 from hccr.distill.objectives import DistillConfig
 from hccr.run_folder import command_line, merge_resume_config
-from hccr.train import TrainConfig
+from hccr.train import INIT_GIVES, TrainConfig
 
 _FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "warmup_epochs": 0.0}
-_HIDDEN = ("arch", "model_kwargs", "init")  # architecture and weights come from MODEL
+_HIDDEN = (*INIT_GIVES, "init")  # architecture and weights come from MODEL
 
 
 def _add_common(p: argparse.ArgumentParser, method_cls: type | None) -> None:

@@ -19,7 +19,7 @@ import json
 from hccr.config import add_config_args, config_from_args
 from hccr.distill.objectives import DistillConfig
 from hccr.run_folder import command_line, merge_resume_config, read_run_config
-from hccr.train import TrainConfig
+from hccr.train import INIT_GIVES, TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.peer_kwargs:
         extra += ["--peer-kwargs", args.peer_kwargs]
     positional = ["--teacher", str(args.teacher)] if args.teacher else []
-    skip = ("arch", "model_kwargs") if cfg.init else ()  # the --init bundle gives them
+    skip = INIT_GIVES if cfg.init else ()  # a recorded --arch would only mislead
     command = command_line("distill", positional, [cfg, dcfg], args.out, extra, skip=skip)
     best = run_distill(
         cfg,

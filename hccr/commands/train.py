@@ -15,7 +15,7 @@ import json
 
 from hccr.config import add_config_args, config_from_args
 from hccr.run_folder import command_line, merge_resume_config
-from hccr.train import TrainConfig, run_train
+from hccr.train import INIT_GIVES, TrainConfig, run_train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(TrainConfig, args)
     if args.resume:
         cfg = merge_resume_config(cfg, args.out)
-    # with --init the bundle gives the architecture: a recorded --arch would only mislead
-    skip = ("arch", "model_kwargs") if cfg.init else ()
+    skip = INIT_GIVES if cfg.init else ()  # a recorded --arch would only mislead
     command = command_line("train", [], [cfg], args.out, skip=skip)
     best = run_train(cfg, args.out, resume=args.resume, command=command)
     print(json.dumps({"run_dir": str(args.out), **best}))

@@ -37,6 +37,7 @@ from hccr.train import (
     fit,
     load_datasets,
     load_matching_bundle,
+    model_from_checkpoint,
     prepare,
     train_one_epoch,
 )
@@ -111,7 +112,7 @@ def run_distill(
     train_set, val_set = load_datasets(cfg)
     charset = train_set.charset
     n = len(charset)
-    student, arch, start = build_model(cfg, train_set)
+    student, arch, start = build_model(cfg, train_set, out if resume else None)
     more: dict[str, Any] = {"distill": asdict(dcfg), **start}
     other: nn.Module
     if dcfg.kd_mode == "mutual":
@@ -147,15 +148,6 @@ def run_distill(
         peer_kwargs=peer_kwargs,
     )
     return fit(objective, cfg, out, spec, train_set, val_set, resume=resume)
-
-
-def _resumed_student(out: Path, device: torch.device) -> nn.Module:
-    """The compressed architecture recorded in a run's checkpoint (weights loaded by fit)."""
-    from hccr.nets import create_model
-
-    checkpoint = torch.load(out / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    kwargs = dict(checkpoint["kwargs"])
-    return create_model(checkpoint["arch"], **kwargs).to(device)
 
 
 def _kt_finetune(
@@ -277,7 +269,7 @@ def run_lowrank(
     out = Path(out)
     src = _load_source(model_spec, cfg)
     if resume:
-        student = _resumed_student(out, src.device)
+        student = model_from_checkpoint(out).to(src.device)
     elif lcfg.flops_ratio > 0:
         student = decompose_lowrank(
             copy.deepcopy(src.bundle.model),
@@ -325,7 +317,7 @@ def run_prune(
     teacher = src.bundle.model.to(device)
     history: list[dict[str, Any]] = []
     if resume:
-        student = _resumed_student(out, device)
+        student = model_from_checkpoint(out).to(device)
     else:
         if (out / CHECKPOINT_FILE).is_file():
             raise BundleError(
@@ -386,7 +378,9 @@ def run_stem(
     _fixed_teacher_only(dcfg)
     out = Path(out)
     src = _load_source(model_spec, cfg)
-    student = _resumed_student(out, src.device) if resume else to_strided_stem(src.bundle.model)
+    student = (
+        model_from_checkpoint(out).to(src.device) if resume else to_strided_stem(src.bundle.model)
+    )
     return _finetune_from_source(
         src, student, cfg, dcfg, out, method="stem", method_cfg=None, resume=resume, command=command
     )
