@@ -48,7 +48,7 @@ from hccr.bundle import (
     save_bundle,
 )
 from hccr.distill.objectives import Objective
-from hccr.evaluate import evaluate
+from hccr.evaluate import DataMismatchError, check_data_matches, evaluate
 from hccr.preprocess import to_model_input
 from hccr.run_folder import (
     BEST_FILE,
@@ -581,7 +581,6 @@ def _finish_epoch(
 def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     """Training (augmented) and validation LmdbDatasets, checked to share charset and preprocessing."""
     from hccr.dataset import LmdbDataset, train_augment
-    from hccr.evaluate import DataMismatchError, check_data_matches
 
     if not cfg.data or not cfg.val:
         raise ValueError("--data TRAIN.lmdb and --val VAL.lmdb are both required")
@@ -600,8 +599,6 @@ def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 
 def load_matching_bundle(spec: str, train_set: Dataset, data_path: str) -> Bundle:
     """A trained bundle whose charset and preprocessing match the training LMDB."""
-    from hccr.evaluate import DataMismatchError, check_data_matches
-
     path = resolve_model(spec)
     bundle = load_bundle(path)
     if bundle.charset != train_set.charset:
@@ -638,17 +635,16 @@ def build_model(
     """
     from hccr.nets import create_model
 
-    if cfg.init and resume_dir is not None:
-        model = model_from_checkpoint(resume_dir)
-        return model, model.arch, {"init": cfg.init}
     if not cfg.init:
         n = len(train_set.charset)
         return create_model(cfg.arch, num_classes=n, **cfg.parsed_model_kwargs()), cfg.arch, {}
+    if resume_dir is not None:
+        model = model_from_checkpoint(resume_dir)
+        return model, model.arch, {"init": cfg.init}
     if cfg.model_kwargs:
         raise ValueError("--init takes the architecture from the bundle: drop --model-kwargs")
     bundle = load_matching_bundle(cfg.init, train_set, cfg.data)
-    default_arch = TrainConfig.__dataclass_fields__["arch"].default
-    if cfg.arch not in (default_arch, bundle.arch):
+    if cfg.arch not in (TrainConfig().arch, bundle.arch):
         raise ValueError(
             f"--init {cfg.init} is a {bundle.arch}; drop --arch {cfg.arch} (the bundle gives it)"
         )
