@@ -226,6 +226,35 @@ def test_export_bundle_with_half_weights_ships_a_consistent_folder(
     assert "--half-weights needs --bundle" in capsys.readouterr().err
 
 
+def test_export_over_a_shipped_bundle_keeps_its_hand_written_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Re-exporting a new run over models/<name> must not replace the model card written there."""
+    from hccr.bundle import save_bundle
+    from hccr.charset import Charset
+    from hccr.preprocess import NormConfig
+
+    model = create_model("student_lw_fast", num_classes=10, **SMALL)
+    charset = Charset("一十人口日山水火大中")
+    run = save_bundle(tmp_path / "run", model, "student_lw_fast", model.kwargs, charset,
+                      NormConfig(size=SIZE), metrics={"top1": 0.25})  # fmt: skip
+    ship = tmp_path / "ship"
+    assert main(["export", str(run), "--bundle", str(ship)]) == 0
+    generated = (ship / "README.md").read_text()
+    assert "0.2500" in generated  # a fresh bundle gets the generated card
+    save_bundle(run, model, "student_lw_fast", model.kwargs, charset, NormConfig(size=SIZE),
+                metrics={"top1": 0.75})  # fmt: skip
+    capsys.readouterr()
+    assert main(["export", str(run), "--bundle", str(ship)]) == 0
+    assert "0.7500" in (ship / "README.md").read_text()  # a generated card follows the weights
+    assert "hand-written" not in capsys.readouterr().err
+    card = "# ship\n\nWritten by a person: data, recipe, limits.\n"
+    (ship / "README.md").write_text(card)
+    assert main(["export", str(run), "--bundle", str(ship)]) == 0
+    assert (ship / "README.md").read_text() == card
+    assert "kept the hand-written model card" in capsys.readouterr().err
+
+
 def test_calibration_samples_spread_over_the_whole_lmdb(tiny_db: Path) -> None:
     """Packed data is sorted by class: calibrating on the first samples would see few classes."""
     from hccr.export import LmdbCalibrationReader

@@ -10,7 +10,9 @@ command exits 1.
 
 `--bundle DIR` turns a run folder into a bundle to ship: DIR gets the weights (float16 with
 `--half-weights`, and the export is then made from those rounded weights), charset, bundle.json
-and model card, and the export goes inside it. An export inside its own bundle is recorded in
+and a generated model card, and the export goes inside it. A hand-written card already in DIR
+(README.md without the generated mark) is kept, and the command says so: its figures are then
+yours to update. An export inside its own bundle is recorded in
 `<export>.json` with the SHA-256 of the weights it was made from, so `hccr recognize` can tell
 a current export from a stale one.
 
@@ -142,12 +144,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_bundle(src: Path, dst: Path, half: bool) -> Path:
     """Saves the bundle (or run folder) `src` as a bundle at `dst`; returns `dst`."""
-    from hccr.bundle import BundleError, load_bundle, save_bundle
+    import sys
+
+    from hccr.bundle import CARD_FILE, BundleError, is_generated_card, load_bundle, save_bundle
 
     if dst.exists() and dst.resolve() == src.resolve():
         raise BundleError(f"{dst}: --bundle must differ from MODEL's own folder")
     b = load_bundle(src)
     meta = b.meta
-    return save_bundle(dst, b.model, b.arch, b.kwargs, b.charset, b.norm,
-                       metrics=meta.get("metrics"), train_config=meta.get("train_config"),
-                       half=half)  # fmt: skip
+    out = save_bundle(dst, b.model, b.arch, b.kwargs, b.charset, b.norm,
+                      metrics=meta.get("metrics"), train_config=meta.get("train_config"),
+                      half=half)  # fmt: skip
+    card = out / CARD_FILE
+    if not is_generated_card(card):
+        print(f"kept the hand-written model card {card}: update its figures by hand",
+              file=sys.stderr)  # fmt: skip
+    return out
