@@ -1,10 +1,12 @@
-"""Training-step throughput in NCHW vs channels-last memory layout, measured in one run.
+"""Training-step throughput: NCHW vs channels-last, float32 vs bf16 autocast, in one run.
 
 Each architecture is built at `--num-classes`, randomly initialised, and timed on full SGD steps
-(forward, cross-entropy, backward, optimizer step) on random 64x64 batches, first in the default
-NCHW layout, then with model and input in channels-last, which is what `hccr train` and
-`hccr distill` use (`--channels-last`, on by default). Prints images/s per layout and the
-channels-last / NCHW ratio. The data pipeline is left out: this isolates the network's cost.
+(forward, cross-entropy, backward, optimizer step) on random 64x64 batches: in the default NCHW
+layout, with model and input in channels-last, which is what `hccr train` and `hccr distill` use
+(`--channels-last`, on by default), and channels-last under bf16 autocast, which they use where
+`hccr.train.bf16_autocast_pays` (`--amp`, on by default; on a CPU only with AMX bf16 units;
+`--force-bf16` times it on any CPU). Prints images/s per setting and the ratios. The data
+pipeline is left out: this isolates the network's cost.
 
   python bench/train_step.py                                  # the table in BENCHMARKS.md
   python bench/train_step.py --models 'student_lw_fast:{"depths": [1, 2, 2, 1]}' --json
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from hccr.nets import create_model
+from hccr.train import bf16_autocast_pays
 
 # ARCH or ARCH:JSON kwargs; the half-width teacher is the one models/ is trained with
 DEFAULT_MODELS = (
@@ -34,7 +37,13 @@ DEFAULT_MODELS = (
 
 
 def images_per_second(
-    spec: str, num_classes: int, batch_size: int, size: int, channels_last: bool, steps: int
+    spec: str,
+    num_classes: int,
+    batch_size: int,
+    size: int,
+    channels_last: bool,
+    steps: int,
+    bf16: bool = False,
 ) -> float:
     """Median images/s over `steps` timed SGD steps, after two warm-up steps."""
     torch.manual_seed(0)
@@ -49,7 +58,9 @@ def images_per_second(
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
         optimizer.step()
 
     for _ in range(2):
@@ -72,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per layout")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--force-bf16",
+        action="store_true",
+        help="time bf16 autocast even where hccr train would not use it (no AMX)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     rows = []
+    bf16 = args.force_bf16 or bf16_autocast_pays(torch.device("cpu"))
     for arch in args.models:
         nchw, cl = (
             images_per_second(
@@ -84,19 +101,32 @@ def main(argv: list[str] | None = None) -> int:
             )
             for layout in (False, True)
         )
-        rows.append({"arch": arch, "nchw": nchw, "channels_last": cl, "ratio": cl / nchw})
+        row = {"arch": arch, "nchw": nchw, "channels_last": cl, "ratio": cl / nchw}
+        if bf16:
+            row["channels_last_bf16"] = images_per_second(
+                arch, args.num_classes, args.batch_size, args.size, True, args.steps, bf16=True
+            )
+            row["bf16_ratio"] = row["channels_last_bf16"] / cl
+        rows.append(row)
 
     if args.json:
         print(json.dumps({"threads": args.threads, "batch_size": args.batch_size, "rows": rows}))
         return 0
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads, batch {args.batch_size}, {args.size}x{args.size}"
+        f"{args.threads} threads, batch {args.batch_size}, {args.size}x{args.size}; "
+        f"bf16 autocast in hccr train: {bf16_autocast_pays(torch.device('cpu'))}"
     )
-    print("| arch | NCHW (img/s) | channels-last (img/s) | channels-last / NCHW |")
-    print("| --- | ---: | ---: | ---: |")
+    head = "| arch | NCHW (img/s) | channels-last (img/s) | channels-last / NCHW |"
+    if bf16:
+        head += " channels-last bf16 (img/s) | bf16 / float32 |"
+    print(head)
+    print("| --- |" + " ---: |" * (head.count("|") - 2))
     for r in rows:
-        print(f"| {r['arch']} | {r['nchw']:.1f} | {r['channels_last']:.1f} | {r['ratio']:.2f}x |")
+        line = f"| {r['arch']} | {r['nchw']:.1f} | {r['channels_last']:.1f} | {r['ratio']:.2f}x |"
+        if bf16:
+            line += f" {r['channels_last_bf16']:.1f} | {r['bf16_ratio']:.2f}x |"
+        print(line)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from tiny_lmdb import FAST, TINY_STUDENT, TINY_TEACHER, make_tiny_lmdb
 from torch.utils.data import DataLoader
 
+import hccr.train
 from hccr.bundle import load_bundle
 from hccr.cli import main
 from hccr.dataset import LmdbDataset
@@ -69,6 +71,38 @@ def test_few_steps_lower_the_loss(dbs: tuple[Path, Path]) -> None:
         last = train_one_epoch(model, objective, optimizer, loader, torch.device("cpu"))
     assert set(first) == {"loss", "ce"}
     assert last["loss"] < 0.8 * first["loss"]
+
+
+@pytest.mark.parametrize(
+    ("amp", "flags", "expected"),
+    [
+        (True, "fpu avx512f amx_tile amx_bf16", True),  # AMX: bf16 units, autocast pays
+        (True, "fpu avx2 avx512f avx512_bf16", False),  # no AMX: float32
+        (False, "fpu avx512f amx_tile amx_bf16", False),  # --no-amp
+    ],
+)
+def test_cpu_training_steps_run_bf16_only_where_the_cpu_has_amx(
+    dbs: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    amp: bool,
+    flags: str,
+    expected: bool,
+) -> None:
+    monkeypatch.setattr(hccr.train, "_cpu_flags", lambda: frozenset(flags.split()))
+    model = create_model(
+        "student_lw", num_classes=5, channels=[4, 8, 8, 8], depths=[1, 1, 1, 1], feat_dim=16
+    )
+    seen: list[tuple[bool, torch.dtype]] = []
+    model.register_forward_hook(
+        lambda _m, _i, logits: seen.append((torch.is_autocast_enabled("cpu"), logits.dtype))
+    )
+    objective = CrossEntropyObjective(model)
+    optimizer = build_optimizer(objective.trainable_parameters(), TrainConfig(lr=0.01))
+    loader = DataLoader(LmdbDataset(dbs[0]), batch_size=20)
+    losses = train_one_epoch(model, objective, optimizer, loader, torch.device("cpu"), amp=amp)
+    assert math.isfinite(losses["loss"])
+    dtype = torch.bfloat16 if expected else torch.float32
+    assert seen and all(s == (expected, dtype) for s in seen)
 
 
 def test_cosine_schedule() -> None:
