@@ -3,7 +3,9 @@
 Each command module exposes `add_arguments(parser)` and `run(args) -> int`; its docstring's
 first line is the subcommand's help. Expected failures (bad files, mismatched bundles) are
 `ValueError` / `OSError` subclasses and become one line on stderr with a non-zero exit;
-set HCCR_DEBUG=1 to see the traceback instead.
+set HCCR_DEBUG=1 to see the traceback instead. SIGTERM (`kill`, `timeout`, a container
+stopping) is handled as Ctrl-C is, so the output a command was writing is removed, not left
+half-written.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -54,11 +57,32 @@ def build_parser(prog: str, commands: dict[str, str]) -> argparse.ArgumentParser
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the command's process so that it unwinds as it does on Ctrl-C."""
+
+
+def _sigterm_handler(owner: int):  # type: ignore[no-untyped-def]
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != owner:
+            # a forked worker (pack pool, DataLoader) inherited this handler: its parent does the
+            # cleaning up, so the worker ends as SIGTERM would end it, without a traceback
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    return handler
+
+
 def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:
     """Parses argv and runs the chosen command, turning expected errors into one line."""
     args = build_parser(prog, commands).parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _sigterm_handler(os.getpid()))
     try:
         return int(args._run(args) or 0)
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -67,6 +91,8 @@ def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = No
             raise
         print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -232,7 +232,11 @@ def test_non_casia_extension_is_refused(tmp_path, capsys):
     assert "not a CASIA file (expected .gnt or .pot)" in capsys.readouterr().err
 
 
-def test_interrupted_pack_leaves_no_lmdb(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_interrupted_pack_leaves_no_lmdb(tmp_path, sig, code, said):
     src = tmp_path / "1-c.gnt"
     _write_gnt_set(src, 60_000)
     out = tmp_path / "big.lmdb"
@@ -256,7 +260,8 @@ def test_interrupted_pack_leaves_no_lmdb(tmp_path):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    code, err = proc.wait(timeout=60), proc.stderr.read()
-    assert code == 130 and "interrupted" in err, err
+    proc.send_signal(sig)
+    rc, err = proc.wait(timeout=60), proc.stderr.read()
+    assert rc == code and said in err, err
+    assert "Traceback" not in err, err
     assert _leftovers(tmp_path) == []
