@@ -61,23 +61,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the command's process so that it unwinds as it does on Ctrl-C."""
 
 
-def _sigterm_handler(owner: int):  # type: ignore[no-untyped-def]
-    def handler(signum: int, frame: object) -> None:
-        if os.getpid() != owner:
-            # a forked worker (pack pool, DataLoader) inherited this handler: its parent does the
-            # cleaning up, so the worker ends as SIGTERM would end it, without a traceback
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        raise Terminated
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
-    return handler
+
+def _default_sigterm_in_child() -> None:
+    # A forked worker (pack pool, DataLoader) must die on SIGTERM as before: a Python handler
+    # runs only between bytecodes, so a worker blocked in C (a lock inherited across the fork)
+    # would outlive Pool.terminate() and hang its parent. The parent does the cleaning up.
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:
     """Parses argv and runs the chosen command, turning expected errors into one line."""
     args = build_parser(prog, commands).parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _sigterm_handler(os.getpid()))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args._run(args) or 0)
     except Terminated:

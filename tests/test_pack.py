@@ -232,6 +232,29 @@ def test_non_casia_extension_is_refused(tmp_path, capsys):
     assert "not a CASIA file (expected .gnt or .pot)" in capsys.readouterr().err
 
 
+def test_forked_workers_die_on_sigterm_as_before():
+    # The CLI's SIGTERM handler must not reach forked workers: a Python handler cannot run in a
+    # worker blocked in C, which then outlives Pool.terminate() and hangs the pack.
+    from hccr import cli
+
+    previous = signal.signal(signal.SIGTERM, cli._on_sigterm)
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child reports its handler and leaves at once
+            os.write(
+                write, b"default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else b"x"
+            )
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 16) == b"default"
+        assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm  # the parent keeps it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.close(read)
+        os.close(write)
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "said"),
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
