@@ -2,7 +2,9 @@
 
 Generates a CASIA-format set of >= 100,000 records (random pen strokes on white, sizes like real
 HWDB bitmaps), then measures in one run: raw parse rate, full pack rate with N workers, their
-ratio, and DataLoader read rate from the packed LMDB.
+ratio, and DataLoader read rate from the packed LMDB. Then it times each stage of a pack in one
+process (parse, ink map, normalise, zlib encode, LMDB put) on the first file's records, which
+bounds the ratio: with every core busy, pack / raw parse <= cores x parse / (sum of stages).
 
     python bench/pack.py [--records 100000] [--workers 2]
 """
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import cv2
+import lmdb
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -25,7 +28,8 @@ from data_tools.pack import PackOptions, pack
 from hccr.casia import iter_gnt, write_gnt
 from hccr.charset import Charset
 from hccr.dataset import LmdbDataset
-from hccr.preprocess import NormConfig
+from hccr.lmdb_format import encode_sample
+from hccr.preprocess import NormConfig, ink_from_white_background, normalize, warm_up
 
 
 def random_bitmaps(n: int, seed: int) -> list[np.ndarray]:
@@ -42,6 +46,43 @@ def random_bitmaps(n: int, seed: int) -> list[np.ndarray]:
             )
         out.append(img)
     return out
+
+
+def stage_costs(path: Path, charset: Charset, norm: NormConfig) -> dict[str, float]:
+    """Microseconds per record of each pack stage, one process, over the records of `path`."""
+    warm_up()
+    cv2.setNumThreads(1)  # as in the pack workers
+    records = list(iter_gnt(path))
+    t0 = time.perf_counter()
+    assert sum(1 for _ in iter_gnt(path)) == len(records)  # timed as the raw parse above is
+    t1 = time.perf_counter()
+    inks = [ink_from_white_background(r.bitmap) for r in records]
+    t2 = time.perf_counter()
+    images = [normalize(ink, norm) for ink in inks]
+    t3 = time.perf_counter()
+    values = [
+        encode_sample(im, charset.index(r.char), 1) for im, r in zip(images, records, strict=True)
+    ]
+    t4 = time.perf_counter()
+    out = Path(tempfile.mkdtemp(prefix="hccr-bench-put-"))
+    try:
+        env = lmdb.open(str(out), map_size=4 * sum(map(len, values)) + (1 << 20))
+        t5 = time.perf_counter()
+        with env.begin(write=True) as txn:
+            for i, v in enumerate(values):
+                txn.put(b"%09d" % i, v, append=True)
+        t6 = time.perf_counter()
+        env.close()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    us = 1e6 / len(records)
+    return {
+        "parse": (t1 - t0) * us,
+        "ink map": (t2 - t1) * us,
+        "normalise": (t3 - t2) * us,
+        "zlib encode": (t4 - t3) * us,
+        "LMDB put": (t6 - t5) * us,
+    }
 
 
 def main() -> None:
@@ -107,6 +148,20 @@ def main() -> None:
         )
         print(f"pack / raw parse ratio: {raw_s / pack_s:.3f}")
         print(f"LMDB size: {db_mb:.1f} MB ({db_mb * 1e6 / n:,.0f} bytes/sample; raw 64x64 = 4,096)")
+
+        stages = stage_costs(paths[0], charset, options.norm)
+        total = sum(stages.values())
+        cores = os.cpu_count() or 1
+        print(f"\nstages of a pack, one process, {per_file:,} records:")
+        print("| stage | us/record | share |")
+        print("| --- | ---: | ---: |")
+        for name, t in stages.items():
+            print(f"| {name} | {t:.1f} | {t / total:.0%} |")
+        print(f"| all | {total:.1f} | 100% |")
+        print(
+            f"bound on pack / raw parse with {cores} cores busy: "
+            f"{cores} x {stages['parse']:.1f} / {total:.1f} = {cores * stages['parse'] / total:.3f}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
