@@ -234,25 +234,23 @@ def test_non_casia_extension_is_refused(tmp_path, capsys):
 
 def test_forked_workers_die_on_sigterm_as_before():
     # The CLI's SIGTERM handler must not reach forked workers: a Python handler cannot run in a
-    # worker blocked in C, which then outlives Pool.terminate() and hangs the pack.
-    from hccr import cli
-
-    previous = signal.signal(signal.SIGTERM, cli._on_sigterm)
-    try:
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child reports its handler and leaves at once
-            os.write(
-                write, b"default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else b"x"
-            )
-            os._exit(0)
-        os.waitpid(pid, 0)
-        assert os.read(read, 16) == b"default"
-        assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm  # the parent keeps it
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        os.close(read)
-        os.close(write)
+    # worker blocked in C, which then outlives Pool.terminate() and hangs the pack. (Forked in
+    # a fresh interpreter: a fork of this multi-threaded test process can itself deadlock.)
+    script = """
+import os, signal
+from hccr import cli
+signal.signal(signal.SIGTERM, cli._on_sigterm)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 3)
+_, status = os.waitpid(pid, 0)
+assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm, "the parent keeps its handler"
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize(
