@@ -15,6 +15,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from hccr import __version__
@@ -79,7 +80,9 @@ os.register_at_fork(after_in_child=_default_sigterm_in_child)
 def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:
     """Parses argv and runs the chosen command, turning expected errors into one line."""
     args = build_parser(prog, commands).parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # only the main thread may set handlers (a CLI called from a thread keeps the default)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         return int(args._run(args) or 0)
     except Terminated:
@@ -94,7 +97,8 @@ def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = No
         print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

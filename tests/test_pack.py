@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
@@ -251,6 +252,18 @@ raise SystemExit(os.waitstatus_to_exitcode(status))
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cli_called_from_a_thread_runs(tmp_path):
+    # signal handlers can only be set in the main thread: from another, the CLI keeps the default
+    codes = []
+    missing = str(tmp_path / "missing.gnt")
+    worker = threading.Thread(
+        target=lambda: codes.append(data_main(["pack", missing, "-o", str(tmp_path / "o.lmdb")]))
+    )
+    worker.start()
+    worker.join()
+    assert codes == [1]
 
 
 @pytest.mark.parametrize(
