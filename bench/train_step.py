@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from hccr.nets import create_model
 from hccr.train import bf16_autocast_pays
 
-# ARCH or ARCH:JSON kwargs; the half-width teacher is the one models/ is trained with
+# ARCH or ARCH:JSON kwargs; a half-width teacher too (a CPU-sized one; no teacher ships yet)
 DEFAULT_MODELS = (
     "teacher_cnn",
     'teacher_cnn:{"channels": [32, 64, 128, 256]}',
