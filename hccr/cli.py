@@ -66,22 +66,41 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def _default_sigterm_in_child() -> None:
-    # A forked worker (pack pool, DataLoader) must die on SIGTERM as before: a Python handler
-    # runs only between bytecodes, so a worker blocked in C (a lock inherited across the fork)
-    # would outlive Pool.terminate() and hang its parent. The parent does the cleaning up.
-    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+def _default_sigterm_across_fork() -> None:
+    # A forked worker (pack pool, DataLoader) must inherit the default SIGTERM action, not this
+    # handler: a Python handler only runs between bytecodes, so a worker stuck in C, as in an
+    # at-fork handler waiting on a lock another thread held, would outlive Pool.terminate() and
+    # hang its parent. Dispositions are copied at fork, so the parent holds the default while it
+    # forks (only the main thread may change them). The parent does the cleaning up.
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm and _in_main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _forking.append(True)
 
 
-os.register_at_fork(after_in_child=_default_sigterm_in_child)
+def _restore_sigterm_after_fork() -> None:
+    if _forking:
+        _forking.pop()
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+_forking: list[bool] = []  # set while the parent forks with its handler set aside
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_default_sigterm_across_fork,
+        after_in_parent=_restore_sigterm_after_fork,
+        after_in_child=_forking.clear,
+    )
 
 
 def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = None) -> int:
     """Parses argv and runs the chosen command, turning expected errors into one line."""
     args = build_parser(prog, commands).parse_args(argv)
     # only the main thread may set handlers (a CLI called from a thread keeps the default)
-    in_main = threading.current_thread() is threading.main_thread()
+    in_main = _in_main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         return int(args._run(args) or 0)
