@@ -24,6 +24,10 @@ from numba import njit
 from PIL import Image
 
 NORM_METHODS = ("moment", "linear")
+DEFAULT_IMAGE_SIZE = 64  # the side S of every shipped model's input, and the tools' default
+# ink below this grey level is background noise: when cropping, and when telling whether an image
+# holds any ink at all
+INK_THRESHOLD = 24
 _MAX_INPUT_SIDE = (
     512  # larger inputs are shrunk first: a 64x64 target gains nothing from more pixels
 )
@@ -37,14 +41,14 @@ class EmptyImageError(ValueError):
 class NormConfig:
     """How a character image is mapped into the model's S x S input."""
 
-    size: int = 64  # side of the normalised image (S)
+    size: int = DEFAULT_IMAGE_SIZE  # side of the normalised image (S)
     method: str = "moment"  # "moment" (centroid + second moments) or "linear" (bounding box)
     margin: int = 4  # blank pixels kept on each side at size 64; scaled with `size`
     moment_span: float = 4.0  # moment box side = span * std of ink along each axis (Liu 2004)
     stretch: bool = (
         True  # scale grey levels so strong ink is 255: scans (ink 70..250) look like pen input
     )
-    ink_threshold: int = 24  # ink below this level is background noise when cropping
+    ink_threshold: int = INK_THRESHOLD  # ink below this level is background noise when cropping
 
     def __post_init__(self) -> None:
         if self.method not in NORM_METHODS:
@@ -151,7 +155,7 @@ def to_ink(image: Image.Image | np.ndarray) -> np.ndarray:
     # light, so composite over black instead.
     over_white = ((grey * alpha + 255 * (255 - alpha)) // 255).astype(np.uint8)
     ink = _polarity_ink(over_white)
-    if int(ink.max()) >= 24:
+    if int(ink.max()) >= INK_THRESHOLD:
         return ink
     return _polarity_ink(((grey * alpha) // 255).astype(np.uint8))
 
@@ -173,7 +177,7 @@ def _drawing_ink(rgba: np.ndarray) -> np.ndarray | None:
         return alpha[y : y + h, x : x + w].copy()
     a = box[:, :, 3].astype(np.uint16)
     over_white = ((grey * a + 255 * (255 - a)) // 255).astype(np.uint8)
-    if int(over_white.min()) > 255 - 24:
+    if int(over_white.min()) > 255 - INK_THRESHOLD:
         return None  # no dark ink: light ink on a transparent canvas takes the general path
     return 255 - over_white  # the opaque box only: outside it the ink map is 0
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-DEFAULT_IMAGE_SIZE = 64
+from hccr.preprocess import DEFAULT_IMAGE_SIZE
 
 
 def model_device(model: nn.Module) -> torch.device:

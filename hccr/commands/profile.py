@@ -19,6 +19,9 @@ from typing import Any
 
 from torch import nn
 
+from hccr.charset import GB2312_LEVEL1_SIZE
+from hccr.preprocess import DEFAULT_IMAGE_SIZE
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -54,11 +57,14 @@ def add_model_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-classes",
         type=int,
-        default=3755,
-        help="classes of an architecture name (default: 3755)",
+        default=GB2312_LEVEL1_SIZE,
+        help=f"classes of an architecture name (default: {GB2312_LEVEL1_SIZE})",
     )
     parser.add_argument(
-        "--input-size", type=int, default=None, help="image side (default: the bundle's, else 64)"
+        "--input-size",
+        type=int,
+        default=None,
+        help=f"image side (default: the bundle's, else {DEFAULT_IMAGE_SIZE})",
     )
 
 
@@ -80,7 +86,7 @@ def load_model_spec(spec: str, num_classes: int) -> tuple[nn.Module, str, int | 
 
 
 def _profile(spec: str, args: argparse.Namespace) -> dict[str, Any]:
-    from hccr.profiling import DEFAULT_IMAGE_SIZE, profile_model
+    from hccr.profiling import profile_model
 
     model, name, size = load_model_spec(spec, args.num_classes)
     size = args.input_size or size or DEFAULT_IMAGE_SIZE

@@ -20,8 +20,10 @@ from typing import Any
 
 from torch import nn
 
+from hccr.charset import GB2312_LEVEL1_SIZE
 from hccr.nets.registry import create_model
-from hccr.profiling import DEFAULT_IMAGE_SIZE, count_macs, count_params
+from hccr.preprocess import DEFAULT_IMAGE_SIZE
+from hccr.profiling import count_macs, count_params
 
 CHEAP_BLOCKS = ("dw", "group", "shift")
 
@@ -68,7 +70,7 @@ def _with_block(kwargs: dict[str, Any], i: int, kind: str) -> dict[str, Any]:
 def choose_blocks(
     arch: str,
     score: Callable[[nn.Module], float],
-    num_classes: int = 3755,
+    num_classes: int = GB2312_LEVEL1_SIZE,
     flops_budget: float | None = None,
     params_budget: float | None = None,
     max_drop: float | None = None,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from hccr.distill.losses import build_adapters, hint_loss, kd_loss, mutual_kd_loss
 from hccr.distill.taps import stages_and_logits
+from hccr.preprocess import DEFAULT_IMAGE_SIZE
 
 KD_MODES = ("logit", "feature", "mutual")
 
@@ -223,7 +224,7 @@ def build_objective(
     student: nn.Module,
     teacher: nn.Module | None = None,
     *,
-    image_size: int = 64,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     label_smoothing: float = 0.0,
 ) -> Objective:
     """The objective for a config: None -> plain CE; kd_mode logit / feature / mutual.

@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+from hccr.charset import GB2312_LEVEL1_SIZE
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -42,7 +44,7 @@ def is_model(name: str) -> bool:
     return name in _REGISTRY
 
 
-def create_model(name: str, num_classes: int = 3755, **kwargs: Any) -> nn.Module:
+def create_model(name: str, num_classes: int = GB2312_LEVEL1_SIZE, **kwargs: Any) -> nn.Module:
     """Builds architecture `name`; `kwargs` are the builder's (channels, ranks, feat_dim, ...)."""
     if name not in _REGISTRY:
         raise UnknownModelError(name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from hccr.charset import GB2312_LEVEL1_SIZE
 from hccr.nets.cnn import HccrNet
 from hccr.nets.registry import register_model
 from hccr.nets.teacher import TEACHER_CHANNELS, TEACHER_DEPTHS, TEACHER_FEAT_DIM
@@ -59,7 +60,7 @@ def _register_student(
     default_depths = depths
 
     def builder(
-        num_classes: int = 3755,
+        num_classes: int = GB2312_LEVEL1_SIZE,
         channels: Sequence[int] = default_channels,
         depths: Sequence[int] = default_depths,
         blocks: str | Sequence[str] | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hccr.charset import GB2312_LEVEL1_SIZE
 from hccr.nets.cnn import HccrNet
 from hccr.nets.registry import register_model
 
@@ -23,7 +24,7 @@ TEACHER_FEAT_DIM = 1024
 
 @register_model
 def teacher_cnn(
-    num_classes: int = 3755,
+    num_classes: int = GB2312_LEVEL1_SIZE,
     channels: Sequence[int] = TEACHER_CHANNELS,
     depths: Sequence[int] = TEACHER_DEPTHS,
     blocks: str | Sequence[str] = "conv",
