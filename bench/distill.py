@@ -38,13 +38,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from hccr.bundle import is_bundle, load_bundle
+from hccr.compress.recipes import LowRankConfig, PruneConfig, run_lowrank, run_prune
+from hccr.config import TrainConfig
 from hccr.dataset import LmdbDataset
 from hccr.distill.objectives import DistillConfig
-from hccr.distill.recipes import LowRankConfig, PruneConfig, run_distill, run_lowrank, run_prune
+from hccr.distill.recipes import run_distill
 from hccr.evaluate import check_data_matches, evaluate
 from hccr.profiling import profile_model
 from hccr.run_folder import command_line
-from hccr.train import TrainConfig, run_train
+from hccr.train import run_train
 
 ROWS = ("teacher", "student", "logit_kd", "feature_kd", "mutual", "lowrank_kt", "prune_kt")
 LABELS = {

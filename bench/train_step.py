@@ -4,7 +4,7 @@ Each architecture is built at `--num-classes`, randomly initialised, and timed o
 (forward, cross-entropy, backward, optimizer step) on random 64x64 batches: in the default NCHW
 layout, with model and input in channels-last, which is what `hccr train` and `hccr distill` use
 (`--channels-last`, on by default), and channels-last under bf16 autocast, which they use where
-`hccr.train.bf16_autocast_pays` (`--amp`, on by default; on a CPU only with AMX bf16 units;
+`hccr.device.bf16_autocast_pays` (`--amp`, on by default; on a CPU only with AMX bf16 units;
 `--force-bf16` times it on any CPU). Prints images/s per setting and the ratios. The data
 pipeline is left out: this isolates the network's cost.
 
@@ -24,8 +24,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from hccr.device import bf16_autocast_pays
 from hccr.nets import create_model
-from hccr.train import bf16_autocast_pays
 
 # ARCH or ARCH:JSON kwargs; a half-width teacher too (a CPU-sized one; no teacher ships yet)
 DEFAULT_MODELS = (

@@ -14,15 +14,15 @@ import torch
 from tiny_lmdb import FAST, TINY_STUDENT, TINY_TEACHER, make_tiny_lmdb
 from torch.utils.data import DataLoader
 
-import hccr.train
+import hccr.device
 from hccr.bundle import load_bundle
 from hccr.cli import main
+from hccr.config import TrainConfig
 from hccr.dataset import LmdbDataset
-from hccr.distill.objectives import CrossEntropyObjective
+from hccr.engine import CrossEntropyObjective, build_optimizer, cosine_lr, train_one_epoch
 from hccr.evaluate import evaluate
 from hccr.nets import create_model
 from hccr.run_folder import read_metrics
-from hccr.train import TrainConfig, build_optimizer, cosine_lr, train_one_epoch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_cpu_training_steps_run_bf16_only_where_the_cpu_has_amx(
     flags: str,
     expected: bool,
 ) -> None:
-    monkeypatch.setattr(hccr.train, "_cpu_flags", lambda: frozenset(flags.split()))
+    monkeypatch.setattr(hccr.device, "_cpu_flags", lambda: frozenset(flags.split()))
     model = create_model(
         "student_lw", num_classes=5, channels=[4, 8, 8, 8], depths=[1, 1, 1, 1], feat_dim=16
     )

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from hccr.config import add_config_args, config_from_args
+from hccr.config import TrainConfig, add_config_args, config_from_args
 from hccr.distill.objectives import DistillConfig
 from hccr.run_folder import command_line, merge_resume_config
-from hccr.train import INIT_GIVES, TrainConfig
+from hccr.train import INIT_GIVES
 
 _FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "warmup_epochs": 0.0}
 _HIDDEN = (*INIT_GIVES, "init")  # architecture and weights come from MODEL
@@ -40,7 +40,7 @@ def _add_common(p: argparse.ArgumentParser, method_cls: type | None) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hccr.distill.recipes import LowRankConfig, PruneConfig
+    from hccr.compress.recipes import LowRankConfig, PruneConfig
 
     sub = parser.add_subparsers(dest="method", required=True, metavar="METHOD")
     _add_common(
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hccr.distill.recipes import (
+    from hccr.compress.recipes import (
         LowRankConfig,
         PruneConfig,
         run_lowrank,

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from hccr.config import add_config_args, config_from_args
+from hccr.config import TrainConfig, add_config_args, config_from_args
 from hccr.distill.objectives import DistillConfig
 from hccr.run_folder import command_line, merge_resume_config, read_run_config
-from hccr.train import INIT_GIVES, TrainConfig
+from hccr.train import INIT_GIVES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

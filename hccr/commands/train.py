@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from hccr.config import add_config_args, config_from_args
+from hccr.config import TrainConfig, add_config_args, config_from_args
 from hccr.run_folder import command_line, merge_resume_config
-from hccr.train import INIT_GIVES, TrainConfig, run_train
+from hccr.train import INIT_GIVES, run_train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from hccr.distill.losses import build_adapters, hint_loss, kd_loss, mutual_kd_loss
 from hccr.distill.taps import stages_and_logits
+from hccr.engine import CrossEntropyObjective, Objective
 from hccr.preprocess import DEFAULT_IMAGE_SIZE
 
 KD_MODES = ("logit", "feature", "mutual")
@@ -59,37 +60,6 @@ def freeze(model: nn.Module) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-class Objective(nn.Module):
-    """Base: `student` is the network being trained; frozen submodules stay in eval mode."""
-
-    student: nn.Module
-
-    def train(self, mode: bool = True) -> Objective:
-        super().train(mode)
-        for module in self.frozen_modules():
-            module.eval()  # BN statistics of a fixed teacher must not drift
-        return self
-
-    def frozen_modules(self) -> list[nn.Module]:
-        return []
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-
-class CrossEntropyObjective(Objective):
-    """Plain supervised training: cross-entropy with optional label smoothing."""
-
-    def __init__(self, student: nn.Module, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.student = student
-        self.label_smoothing = label_smoothing
-
-    def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        ce = F.cross_entropy(self.student(images), labels, label_smoothing=self.label_smoothing)
-        return {"loss": ce, "ce": ce}
 
 
 class LogitKdObjective(Objective):
