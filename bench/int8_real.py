@@ -12,10 +12,10 @@ only measured here, by the person exporting, never at `hccr export` time.
     `hccr recognize` does (`Recognizer.prepare`); labels outside the charset are not scored.
 
 The float ONNX reference is exported from the bundle's weights here. `--onnx NAME=PATH` adds
-exports to compare (e.g. the int8 file the bundle ships today); `--recipe NAME=SPEC` quantises
-one here from `--calib` (SPEC: `default`, the recipe of `hccr export --int8`; `minmax`, `percentile:99.99`, `entropy`, then `+exclude=NODE;NODE`,
-`+full-range` for 8-bit weights).
-`--check` LMDBs (synthetic) are scored too, for comparison.
+exports to compare (e.g. an earlier int8 export); `--recipe NAME=SPEC` quantises one here from
+`--calib` (SPEC: `default`, the recipe of `hccr export --int8`; or `minmax`, `percentile:99.99`,
+`entropy`, then `+exclude=NODE;NODE`, `+full-range` for 8-bit weights). `--check` LMDBs
+(synthetic) are scored too, for comparison.
 
 Measurements (`--sensitivity`, `--ranges`) that say where int8 loses:
   - sensitivity: quantise one Conv/Gemm at a time ("only") and leave one in float ("except"),
