@@ -6,13 +6,14 @@ then runs the real CLI (`python -m hccr.cli recognize ... --format jsonl > /dev/
 workers included) on each and reads the rate from its summary line. The model is the default
 shipped bundle, or, before one ships, an untrained `student_lw` over GB2312 level 1 (speed does
 not depend on the weights). The ONNX rows run the bundle's `model.onnx`, exported into a temporary
-copy with `hccr.export.export_onnx` when the bundle has none. `--compare` runs a second bundle
-(same charset and normalisation) on the same files, alternating with the first so that both
+copy with `hccr.export.export_onnx` when the bundle has none. `--compare` runs other bundles
+(same charset and normalisation) on the same files, alternating with the first so that all
 see the same machine, and prints model / compare for each row.
 
   python bench/recognize.py                          # 10,000 characters, 2 workers
   python bench/recognize.py --samples 2000 --model gb1-teacher
   python bench/recognize.py --model runs/new-bundle --compare models/gb1-student --backends onnx
+  python bench/recognize.py --model int8/fixed --compare int8/float-onnx int8/today --backends onnx
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def _run_cli(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
-    parser.add_argument("--compare", default=None, help="a second bundle, timed alongside")
+    parser.add_argument("--compare", nargs="*", default=[], help="other bundles, timed alongside")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -146,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hccr-bench-") as tmp:
         work = Path(tmp)
         models = [_model_folder(args.model, work)]
-        if args.compare is not None:
-            models.append(_model_folder(args.compare, work))
-            _check_comparable(models[0][0], models[1][0])
+        for spec in args.compare:
+            models.append(_model_folder(spec, work))
+            _check_comparable(models[0][0], models[-1][0])
         for folder, _ in models:
             _ensure_onnx(folder, args.backends)
         t = time.perf_counter()
@@ -172,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{n / wall:>11.0f} /s")  # fmt: skip
                     pair.append({"model": label, "input": name, "backend": backend, "chars": n,
                                  "chars_per_s": rate, "chars_per_s_with_startup": n / wall})  # fmt: skip
-                if len(pair) == 2:
-                    ratio = pair[0]["chars_per_s"] / pair[1]["chars_per_s"]
-                    print(f"{'model / compare':<24} {name:<6} {backend:<8} {'':>7} {ratio:>7.2f}x")
-                    pair[0]["over_compare"] = ratio
+                for other in pair[1:]:
+                    ratio = pair[0]["chars_per_s"] / other["chars_per_s"]
+                    tag = f"model / {other['model'][-14:]}"
+                    print(f"{tag:<24} {name:<6} {backend:<8} {'':>7} {ratio:>7.2f}x")
+                    other["model_over_this"] = ratio
                 rows += pair
     if args.json is not None:
         settings = {"workers": args.workers, "batch_size": args.batch_size,

@@ -1,10 +1,12 @@
 """Export for deployment: TorchScript (.pt) or ONNX (.onnx), BatchNorm folded, optional int8.
 
-int8 uses ONNX Runtime static quantisation in QDQ format (per-channel weights, activations
-calibrated on real samples read from an LMDB), not torch.ao.quantization. Every export is
-checked against the float eval-mode model: float exports must match within float tolerance on
-random input, and, given data, top-1 predictions must agree on >= 99.5% of the samples. A file
-that fails its check is not left behind.
+int8 uses ONNX Runtime static quantisation in QDQ format (`hccr.int8`: per-channel weights,
+activations calibrated on samples read from LMDBs, the sensitive layers left in float), not
+torch.ao.quantization. Every export is checked against the float eval-mode model: float exports
+must match within float tolerance on random input, and, given data, top-1 predictions must
+agree on >= 99.5% of the samples, of the check set and of a real-like set (synthetic samples
+styled like real handwriting) where given; the report also has both models' top-1 there. A
+file that fails its check is not left behind.
 
 The exported graph takes "images": float (B, 1, S, S) in [0, 1] (see
 `hccr.preprocess.to_model_input`), any batch size, and returns "logits" (B, num_classes).
@@ -13,10 +15,11 @@ The exported graph takes "images": float (B, 1, S, S) in [0, 1] (see
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 
 from hccr.atomic import atomic_write, atomic_write_text, partial_path
 from hccr.compress.fold_bn import fold_bn
+from hccr.int8 import Int8Config, LmdbCalibrationReader, quantize_with_config
 from hccr.profiling import DEFAULT_IMAGE_SIZE
 
 MIN_TOP1_AGREEMENT = 0.995
@@ -51,25 +55,40 @@ def record_path(export: str | Path) -> Path:
 
 
 def write_export_record(export: str | Path, weights: str | Path, report: dict[str, Any]) -> Path:
-    """Records which weights an export was made from (their SHA-256) and its check report.
+    """Records the SHA-256 of an export and of the weights it was made from, with its check report.
 
     File times cannot tell a stale export from a current one after a `git clone`, which
-    writes files in any order; the hash can.
+    writes files in any order; the hashes can, and the export's own hash also catches an export
+    replaced by another file after its check.
     """
-    record = {**report, "weights_sha256": file_sha256(weights)}
+    record = {
+        **report,
+        "export_sha256": file_sha256(export),
+        "weights_sha256": file_sha256(weights),
+    }
     out = record_path(export)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
     return out
 
 
-def export_is_current(export: str | Path, weights: str | Path) -> bool | None:
-    """Whether `export` was made from `weights` (None: no record to tell)."""
+def export_record_status(export: str | Path, weights: str | Path) -> str | None:
+    """What the record beside `export` says: "current", "stale" (made from other weights),
+    "replaced" (the file is not the export that was checked) or None (no readable record)."""
     try:
         record = json.loads(record_path(export).read_text(encoding="utf-8"))
-        want = record["weights_sha256"]
+        want_weights = record["weights_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return want == file_sha256(weights)
+    want_export = record.get("export_sha256")  # absent from records written before it existed
+    if want_export is not None and want_export != file_sha256(export):
+        return "replaced"
+    return "current" if want_weights == file_sha256(weights) else "stale"
+
+
+def export_is_current(export: str | Path, weights: str | Path) -> bool | None:
+    """Whether `export` is the checked export made from `weights` (None: no record to tell)."""
+    status = export_record_status(export, weights)
+    return None if status is None else status == "current"
 
 
 def _deployable(model: nn.Module) -> nn.Module:
@@ -131,86 +150,6 @@ def export_onnx(
     return out
 
 
-class LmdbCalibrationReader:
-    """`onnxruntime.quantization.CalibrationDataReader` over samples spread evenly through an LMDB.
-
-    Evenly spaced, not the first ones: packed and synthetic data are sorted by class or writer,
-    and calibrating on a dozen classes clips the activations of the others.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        num_samples: int = 512,
-        batch_size: int = 32,
-        input_name: str = "images",
-    ) -> None:
-        from hccr.dataset import LmdbDataset
-
-        self.dataset = LmdbDataset(path)
-        self.num_samples = min(num_samples, len(self.dataset))
-        if self.num_samples == 0:
-            raise ExportError(f"{path}: no samples to calibrate on")
-        self.indices = np.linspace(0, len(self.dataset) - 1, self.num_samples).round().astype(int)
-        self.batch_size, self.input_name = batch_size, input_name
-        self._iter: Iterator[dict[str, np.ndarray]] | None = None
-
-    def batches(self) -> Iterator[np.ndarray]:
-        """Float (B, 1, S, S) model inputs, in dataset order."""
-        from hccr.preprocess import to_model_input
-
-        for start in range(0, self.num_samples, self.batch_size):
-            chunk = self.indices[start : start + self.batch_size]
-            images = torch.stack([self.dataset[int(i)][0] for i in chunk])
-            yield to_model_input(images).numpy()
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._iter is None:
-            self._iter = ({self.input_name: b} for b in self.batches())
-        return next(self._iter, None)
-
-    def rewind(self) -> None:
-        self._iter = None
-
-
-def quantize_onnx_int8(float_onnx: str | Path, out: str | Path, calibration: Any) -> Path:
-    """Static QDQ int8 quantisation with ONNX Runtime (per-channel 7-bit weights, MinMax calib.).
-
-    Weights use 7 of their 8 bits (`reduce_range`): x86 CPUs without VNNI (AVX2, AVX-512F) add
-    u8 x s8 products in pairs into saturating int16, which full-range weights overflow. Measured
-    on an AVX2-only EPYC with the shipped student: 99.4% top-1 on drawn input with full-range
-    int8, 99.8% with 7-bit weights, 99.9% float (BENCHMARKS.md).
-
-    Args:
-        float_onnx: a float ONNX model from `export_onnx`.
-        out: the int8 .onnx file to write.
-        calibration: an `onnxruntime.quantization.CalibrationDataReader` (e.g. `LmdbCalibrationReader`).
-    """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    out = Path(out)
-    prepped = partial_path(out).with_suffix(".pre.onnx")
-    try:
-        quant_pre_process(str(float_onnx), str(prepped), skip_symbolic_shape=True)
-        atomic_write(
-            out,
-            lambda tmp: quantize_static(
-                str(prepped),
-                str(tmp),
-                calibration,
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                reduce_range=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-            ),
-        )
-    finally:
-        prepped.unlink(missing_ok=True)
-    return out
-
-
 def load_exported(path: str | Path):
     """A callable float (B, 1, S, S) Tensor -> logits ndarray for a .pt or .onnx export."""
     path = Path(path)
@@ -233,25 +172,6 @@ def load_exported(path: str | Path):
     return run
 
 
-def top1_agreement(
-    model: nn.Module, exported: str | Path, batches: Iterable[np.ndarray | Tensor]
-) -> tuple[float, int]:
-    """Share of samples where the export's top-1 class equals the float model's, and the count."""
-    run = load_exported(exported)
-    model = copy.deepcopy(model).cpu().eval()
-    agree = total = 0
-    with torch.no_grad():
-        for batch in batches:
-            x = torch.as_tensor(batch, dtype=torch.float32)
-            ref = model(x).argmax(1).numpy()
-            got = np.asarray(run(x)).argmax(1)
-            agree += int((ref == got).sum())
-            total += len(ref)
-    if total == 0:
-        raise ExportError(f"{exported}: no samples to check agreement on")
-    return agree / total, total
-
-
 def max_abs_diff(
     model: nn.Module, exported: str | Path, input_size: int = DEFAULT_IMAGE_SIZE, batch: int = 3
 ) -> float:
@@ -262,16 +182,38 @@ def max_abs_diff(
     return float(np.abs(load_exported(exported)(x) - ref).max())
 
 
+def _check_agreement(
+    model: nn.Module, out: Path, data: str | Path | Sequence[str | Path], num: int
+) -> dict[str, Any]:
+    """Top-1 agreement with the float model and both models' top-1 on `num` samples of `data`."""
+    run = load_exported(out)
+    model = copy.deepcopy(model).cpu().eval()
+    agree = right_float = right_export = total = 0
+    with torch.no_grad():
+        for images, labels in LmdbCalibrationReader(data, num, batch_size=64).labelled_batches():
+            x = torch.from_numpy(images)
+            ref = model(x).argmax(1).numpy()
+            got = np.asarray(run(x)).argmax(1)
+            agree += int((ref == got).sum())
+            right_float += int((ref == labels).sum())
+            right_export += int((got == labels).sum())
+            total += len(ref)
+    return {"agreement": agree / total, "top1_float": right_float / total,
+            "top1_export": right_export / total, "n": total}  # fmt: skip
+
+
 def export_model(
     model: nn.Module,
     out: str | Path,
     input_size: int = DEFAULT_IMAGE_SIZE,
     int8: bool = False,
-    calib: str | Path | None = None,
+    calib: str | Path | Sequence[str | Path] | None = None,
     check: str | Path | None = None,
     num_calib: int = 512,
     num_check: int = 2000,
     min_agreement: float = MIN_TOP1_AGREEMENT,
+    reallike: str | Path | None = None,
+    int8_config: Int8Config | None = None,
 ) -> dict[str, Any]:
     """Exports `model` to `out` (.pt or .onnx) and checks it; returns a report dict.
 
@@ -280,10 +222,15 @@ def export_model(
         out: target file; the suffix picks the format.
         input_size: image side S.
         int8: quantise (ONNX only) with calibration samples from `calib`.
-        calib: LMDB of calibration samples (required with `int8`).
+        calib: LMDB(s) of calibration samples (required with `int8`); several share
+            `num_calib` equally (a mix of styles).
         check: LMDB whose first `num_check` samples measure top-1 agreement (default: `calib`
             when given). Without data only the random-input float check runs.
-        min_agreement: the export is rejected (file removed) below this top-1 agreement.
+        min_agreement: the export is rejected (file removed) below this top-1 agreement, on
+            `check` and on `reallike`.
+        reallike: LMDB of synthetic samples styled like real handwriting (e.g. `hccr-data synth
+            --styles strokes=1 --split val`): agreement and top-1 there too.
+        int8_config: the quantisation recipe (default: `Int8Config()`).
 
     Raises:
         ExportError: bad format / options, or an export that does not match the float model.
@@ -310,12 +257,17 @@ def export_model(
         elif not int8:
             export_onnx(model, out, input_size)
         else:
+            cfg = int8_config or Int8Config()
             float_path = partial_path(out).with_suffix(".float.onnx")
             try:
                 export_onnx(model, float_path, input_size)
-                quantize_onnx_int8(float_path, out, LmdbCalibrationReader(calib, num_calib))
+                reader = LmdbCalibrationReader(calib, num_calib)
+                kept = quantize_with_config(float_path, out, reader, cfg)
             finally:
                 float_path.unlink(missing_ok=True)
+            report["int8_recipe"] = {**dataclasses.asdict(cfg), "float_nodes_kept": kept,
+                                     "calib_data": [str(p) for p in _as_list(calib)],
+                                     "n_calib": reader.num_samples}  # fmt: skip
         report["max_abs_diff"] = max_abs_diff(model, out, input_size)
         if not int8:
             scale = _logit_scale(model, input_size)
@@ -324,19 +276,28 @@ def export_model(
                     f"{out}: export differs from the float model by {report['max_abs_diff']:.3g}"
                 )
         data = check if check is not None else calib
-        if data is not None:
-            reader = LmdbCalibrationReader(data, num_check, batch_size=64)
-            agreement, n = top1_agreement(model, out, reader.batches())
-            report.update(top1_agreement=agreement, n_check=n, check_data=str(data))
-            if agreement < min_agreement:
+        for key, where in (("", data), ("reallike_", reallike)):
+            if where is None:
+                continue
+            r = _check_agreement(model, out, where, num_check)
+            report.update({f"{key}top1_agreement": r["agreement"], f"{key}n_check": r["n"],
+                           f"{key}check_data": ", ".join(map(str, _as_list(where))),
+                           f"{key}top1_float": r["top1_float"],
+                           f"{key}top1_export": r["top1_export"]})  # fmt: skip
+            if r["agreement"] < min_agreement:
                 raise ExportError(
-                    f"{out}: top-1 agreement with the float model {agreement:.4f} < {min_agreement} on {n} samples of {data}"
+                    f"{out}: top-1 agreement with the float model {r['agreement']:.4f} < "
+                    f"{min_agreement} on {r['n']} samples of {where}"
                 )
     except BaseException:
         out.unlink(missing_ok=True)
         raise
     report["size_bytes"] = out.stat().st_size
     return report
+
+
+def _as_list(data: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [data] if isinstance(data, (str, Path)) else list(data)
 
 
 def _logit_scale(model: nn.Module, input_size: int) -> float:

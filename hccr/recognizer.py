@@ -3,8 +3,10 @@
 The only inference path: `hccr recognize` and the demo both go through `Recognizer`, and every
 pixel goes through `hccr.preprocess` with the bundle's `NormConfig`, exactly as at training.
 When the bundle folder holds an export (`model.onnx`, run by onnxruntime, or `model.ts.pt`,
-TorchScript) that is at least as new as its weights and agrees with them on a probe batch, it
-is used instead of the float model because it is faster; `backend=` forces a choice.
+TorchScript) that its record (`model.onnx.json`: SHA-256 of the export and of the weights it was
+made from) vouches for, or, without a record, that is at least as new as its weights and agrees
+with them on a probe batch, it is used instead of the float model because it is faster;
+otherwise a warning says why and the float model runs. `backend=` forces a choice.
 
 A `Recognizer` is safe to share between threads (the demo serves concurrent requests from one):
 onnxruntime sessions allow concurrent `run` calls, and the torch paths run under a lock.
@@ -197,14 +199,18 @@ class Recognizer:
 
     def _try_export(self, kind: str, export: Path, num_threads: int | None) -> str | None:
         """Switches to the export if it is current and agrees with the float model; else says why not."""
-        from hccr.export import export_is_current
+        from hccr.export import export_record_status
 
         weights = export.parent / WEIGHTS_FILE
         has_weights = weights.is_file()
-        current = export_is_current(export, weights) if has_weights else None
-        if current is False:
+        status = export_record_status(export, weights) if has_weights else None
+        if status == "replaced":
+            # its check (agreement with the float weights) was passed by another file
+            return f"SHA-256 differs from the one in {export.name}.json (replaced after export)"
+        if status == "stale":
             return "made from other weights than weights.pt (stale export)"
-        if current is None and has_weights and export.stat().st_mtime < weights.stat().st_mtime:
+        current = status == "current"  # else: no record to tell (file times, parity decide)
+        if not current and has_weights and export.stat().st_mtime < weights.stat().st_mtime:
             return "older than weights.pt (stale export)"
         try:
             if kind == "onnx":

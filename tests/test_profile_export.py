@@ -13,6 +13,7 @@ from torch import nn
 
 from hccr.cli import main
 from hccr.export import ExportError, export_model, load_exported
+from hccr.int8 import Int8Config
 from hccr.nets import create_model, list_models
 from hccr.profiling import count_flops, count_params, profile_model, state_dict_bytes
 
@@ -257,8 +258,55 @@ def test_export_over_a_shipped_bundle_keeps_its_hand_written_card(
 
 def test_calibration_samples_spread_over_the_whole_lmdb(tiny_db: Path) -> None:
     """Packed data is sorted by class: calibrating on the first samples would see few classes."""
-    from hccr.export import LmdbCalibrationReader
+    from hccr.int8 import LmdbCalibrationReader
 
     reader = LmdbCalibrationReader(tiny_db, num_samples=4, batch_size=3)
-    assert list(reader.indices) == [0, 16, 31, 47]
+    assert reader.items == [(0, 0), (0, 16), (0, 31), (0, 47)]
     assert [len(b) for b in reader.batches()] == [3, 1]
+
+
+def test_calibration_mix_shares_the_samples_between_lmdbs(tiny_db: Path) -> None:
+    """A mix of styles (one LMDB each) calibrates on an equal share of each."""
+    from hccr.int8 import LmdbCalibrationReader
+
+    reader = LmdbCalibrationReader([tiny_db, tiny_db], num_samples=5, batch_size=4)
+    assert [k for k, _ in reader.items] == [0, 0, 0, 1, 1]
+    labelled = list(reader.labelled_batches())
+    assert [len(y) for _, y in labelled] == [4, 1] and labelled[0][1].tolist() == [0, 4, 7, 0]
+
+
+def test_int8_leaves_the_first_layers_and_the_classifier_in_float(
+    tiny_db: Path, tmp_path: Path
+) -> None:
+    """The default recipe: the first Conv layers (where real writers lost 4 pt) and the
+    classifier (logits) in float, everything between quantised; the report names them."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = create_model("student_lw", num_classes=10, **SMALL).eval()
+    out = tmp_path / "q.onnx"
+    report = export_model(model, out, SIZE, int8=True, calib=[tiny_db, tiny_db],
+                          reallike=tiny_db, min_agreement=0.0)  # fmt: skip
+    graph = onnx.load(str(out)).graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+    compute = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
+
+    def quantised(node: onnx.NodeProto) -> bool:  # int8 weights, dequantised for the node
+        source = produced_by.get(node.input[1])  # None: a float initializer
+        return source is not None and source.op_type == "DequantizeLinear"
+
+    assert [quantised(n) for n in compute[:4]] == [False] * 4
+    assert not quantised(compute[-1]) and all(quantised(n) for n in compute[4:-1])
+    assert [o.name for o in graph.output] == ["logits"] and "logits" in compute[-1].output
+    kept = report["int8_recipe"]["float_nodes_kept"]
+    assert kept == [n.name for n in compute[:4]] + [compute[-1].name]
+    assert report["int8_recipe"]["n_calib"] == 96  # 48 + 48: every sample of both LMDBs
+    for key in ("reallike_top1_agreement", "reallike_top1_float", "reallike_top1_export"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["reallike_n_check"] == 48
+
+    everything = Int8Config(float_first=len(compute), float_head=True)
+    with pytest.raises(ValueError, match="nothing to quantise"):
+        export_model(model, tmp_path / "all.onnx", SIZE, int8=True, calib=tiny_db,
+                     int8_config=everything)  # fmt: skip
+    assert not (tmp_path / "all.onnx").exists()

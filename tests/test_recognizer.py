@@ -187,6 +187,35 @@ def test_broken_export_falls_back_with_a_warning(tiny_bundle_path: Path, tmp_pat
         Recognizer.from_bundle(folder, backend="torchscript")
 
 
+def test_export_replaced_after_its_check_is_not_used(
+    tiny_bundle_path: Path, tmp_path: Path
+) -> None:
+    """The record holds the export's own SHA-256: another export copied over model.onnx (same
+    weights.pt, so the weights hash still matches) warns and runs the float model."""
+    import shutil
+
+    pytest.importorskip("onnxruntime")
+    from hccr.cli import main as cli_main
+
+    folder = _copy_bundle(tiny_bundle_path, tmp_path / "b")
+    assert cli_main(["export", str(folder)]) == 0
+    assert Recognizer.from_bundle(folder).backend == "onnx"
+
+    other = _copy_bundle(tiny_bundle_path, tmp_path / "other")
+    weights = other / "weights.pt"
+    state = torch.load(weights, weights_only=True)
+    torch.save({k: v.flip(0) if v.ndim else v for k, v in state.items()}, weights)
+    assert cli_main(["export", str(other)]) == 0
+    shutil.copy(other / "model.onnx", folder / "model.onnx")
+    with pytest.warns(UserWarning, match="SHA-256 differs.*using the float model"):
+        rec = Recognizer.from_bundle(folder)
+    assert rec.backend == "torch"
+    images = [_clean(ch) for ch in TINY_CHARS]
+    assert [r[0].char for r in rec.recognize(images)] == list(TINY_CHARS)
+    with pytest.raises(BundleError, match="replaced after export"):
+        Recognizer.from_bundle(folder, backend="onnx")
+
+
 def test_export_record_decides_staleness_not_file_times(
     tiny_bundle_path: Path, tmp_path: Path
 ) -> None:
