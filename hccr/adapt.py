@@ -154,7 +154,8 @@ class WriterProfile:
     num_samples: int
     mode: str = "supervised"
     meta: dict[str, Any] = field(default_factory=dict)  # model name, prototypes, config
-    # folded classifiers (W A, W b + c) by weights SHA-256, so a per-call profile folds once
+    # the folded classifier of each model it was applied to (by weights SHA-256), so that a
+    # per-call profile is folded once
     heads: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False
     )

@@ -8,7 +8,7 @@ adaptation with style transfer mapping", IEEE TPAMI 2013 (`hccr/adapt.py`).
 
 --data takes one writer's labelled samples: `.gnt` files, `.lmdb` folders, or folders of
 images, each in a sub-folder named by its character (`me/永/1.png`). --unsupervised needs no
-labels: the model's own confident answers are used, weighted by their probability.
+labels: the model's own answers are used, each weighted by its probability.
 
   hccr adapt gb1-student --data my-hand/ -o me.profile
   hccr adapt gb1-student --data scans.gnt -o me.profile --unsupervised
@@ -193,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="PROFILE",
                         help="writer profile to write (written whole or not at all)")  # fmt: skip
     parser.add_argument("--unsupervised", action="store_true",
-                        help="ignore labels: use the model's confident answers, weighted by probability")  # fmt: skip
+                        help="ignore labels: use the model's own answers, weighted by their probability")  # fmt: skip
     cfg = StmConfig()
     parser.add_argument("--prior", type=float, default=None,
                         help=f"pull of the map towards the identity, in samples (default: {cfg.prior:g}, {cfg.prior_unsupervised:g} with --unsupervised)")  # fmt: skip
