@@ -41,6 +41,7 @@ from hccr.recognizer import Recognizer
 
 HALF = 1877  # GB2312 level-1 classes 0-1,876 adapt, 1,877-3,754 test
 KS = (20, 50, 100, 200, 500)
+CONFIG = StmConfig()  # --prior / --min-confidence change it
 BATCH = 256
 
 
@@ -53,7 +54,7 @@ def _top1(probs: torch.Tensor, labels: np.ndarray) -> float:
 
 
 def _adapt(rec, feats, labels, prototypes, supervised: bool):
-    adapter = Adapter(rec, StmConfig(), prototypes)
+    adapter = Adapter(rec, CONFIG, prototypes)
     if supervised:
         adapter.add_features(feats, labels)
     else:
@@ -109,7 +110,7 @@ def identity_profile(rec: Recognizer):
                          num_classes=len(rec.charset), num_samples=0)  # fmt: skip
 
 
-def online_rows(rec, images, labels, protos, repeats: int) -> list[dict]:
+def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
     first, second = np.where(labels < HALF)[0], np.where(labels >= HALF)[0]
     feats = _batched(rec.features, images[first]).numpy()
     test_x, test_y = images[second], labels[second]
@@ -117,7 +118,7 @@ def online_rows(rec, images, labels, protos, repeats: int) -> list[dict]:
     identity = _after(rec, test_x, test_y, identity_profile(rec))
     rows = []
     for name, P in protos.items():
-        for k in KS:
+        for k in ks:
             for supervised in (True, False):
                 after = []
                 for r in range(repeats):
@@ -217,6 +218,16 @@ def main() -> None:
     parser.add_argument("--prototypes", type=Path, default=None,
                         help="also adapt towards class means on this LMDB (as `hccr adapt --prototypes`)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="draws per k (online)")
+    parser.add_argument(
+        "--ks",
+        type=int,
+        nargs="+",
+        default=list(KS),
+        help=f"adaptation set sizes (online; default: {' '.join(map(str, KS))})",
+    )
+    parser.add_argument("--prior", type=float, default=None, help="as `hccr adapt --prior`")
+    parser.add_argument("--min-confidence", type=float, default=CONFIG.min_confidence,
+                        help="as `hccr adapt --min-confidence`")  # fmt: skip
     parser.add_argument("--splits", type=int, default=20, help="random halvings (offline)")
     parser.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
@@ -225,6 +236,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    CONFIG.min_confidence = args.min_confidence
+    if args.prior is not None:
+        CONFIG.prior = CONFIG.prior_unsupervised = args.prior
     rec = Recognizer.from_bundle(args.model, backend=args.backend, num_threads=args.threads)
     print(f"model {rec.name}, backend {rec.backend}, profile path {rec.profile_backend}",
           file=sys.stderr)  # fmt: skip
@@ -239,7 +253,7 @@ def main() -> None:
     if args.pot is not None:
         with tempfile.TemporaryDirectory() as tmp:
             images, labels = load_online(args.pot, rec, Path(tmp))
-        rows += online_rows(rec, images, labels, protos, args.repeats)
+        rows += online_rows(rec, images, labels, protos, args.repeats, args.ks)
         lat_images = images
     if args.offline is not None:
         images, labels = load_offline(args.offline, rec)

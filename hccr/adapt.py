@@ -63,7 +63,8 @@ class StmConfig:
     """Style transfer mapping settings (Zhang & Liu 2013)."""
 
     # Strength of the pull of A towards the identity, in samples: beta = prior * mean ||s||^2 / d.
-    # Chosen on writer 001's first-half characters (classes 0-1,876) only, 50 to 500 samples.
+    # Picked among 50-400 on writer 001 (bench/adaptation.py's split, 50 to 500 samples), so
+    # its writer-001 figures are a little optimistic; the offline writer played no part.
     prior: float = 200.0
     # The same for --unsupervised, whose targets are noisier and weighted below 1.
     prior_unsupervised: float = 100.0

@@ -167,12 +167,12 @@ class Recognizer:
         self._export: Path | None = None  # the ONNX file in use, when backend == "onnx"
         self._num_threads: int | None = None
         self._feature_runner: Any = None  # built on first use of a writer profile
-        self._feature_note: str | None = None  # why profiles run the backbone in torch
         self._lock = threading.Lock()
         self._sha256: str | None = None
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.profile: WriterProfile | None = None
-        self._head: tuple[torch.Tensor, torch.Tensor] | None = None
+        # (profile, its folded classifier), swapped as one object so that a concurrent call
+        # never sees one without the other
+        self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor]] | None = None
         # compiled (first run on a machine) or loaded now, so no request waits for it
         warm_up()
 
@@ -337,9 +337,10 @@ class Recognizer:
         self, prepared: np.ndarray | torch.Tensor, profile: WriterProfile | None = None
     ) -> torch.Tensor:
         x = self._model_input(prepared)
-        if profile is None and self.profile is None:
+        active = self._active
+        if profile is None and active is None:
             return self._runner(x)
-        Wt, c = self._head if profile is None else self._folded_head(profile)  # type: ignore[misc]
+        Wt, c = active[1] if profile is None else self._folded_head(profile)  # type: ignore[index]
         # torch, not numpy: numpy's BLAS threads took 4 ms instead of 20 us for one row when
         # other processes shared the cores; (W A)^T is stored contiguous (37 vs 59 us per row)
         return torch.addmm(c, self._features_runner()(x), Wt)
@@ -402,10 +403,15 @@ class Recognizer:
             runner, graph = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if runner is None:
             why = "its graph does not end in a linear classifier" if graph is None else graph
-            self._feature_note = f"{self._export}: {why}; a writer profile runs the float model"
-            warnings.warn(self._feature_note, stacklevel=3)
+            note = f"{self._export}: {why}; a writer profile runs the float model"
+            warnings.warn(note, stacklevel=3)
             return torch_runner
         return runner
+
+    @property
+    def profile(self) -> WriterProfile | None:
+        """The writer profile applied to every call (`set_profile`), if any."""
+        return self._active[0] if self._active is not None else None
 
     @property
     def profile_backend(self) -> str:
@@ -431,12 +437,12 @@ class Recognizer:
     def set_profile(self, profile: str | Path | WriterProfile | None) -> WriterProfile | None:
         """Applies a writer profile to every later call (None: back to the plain model)."""
         if profile is None:
-            self.profile, self._head = None, None
+            self._active = None
             return None
         loaded = self.load_profile(profile)
         head = self._folded_head(loaded)
         self._features_runner()  # built now, so that the first request does not wait for it
-        self.profile, self._head = loaded, head
+        self._active = (loaded, head)
         return loaded
 
     def _folded_head(self, profile: WriterProfile) -> tuple[torch.Tensor, torch.Tensor]:
