@@ -35,6 +35,7 @@ COMMANDS = {
     "profile": "hccr.commands.profile",
     "export": "hccr.commands.export",
     "recognize": "hccr.commands.recognize",
+    "adapt": "hccr.commands.adapt",
     "demo": "hccr.commands.demo",
 }
 

@@ -304,3 +304,55 @@ def _logit_scale(model: nn.Module, input_size: int) -> float:
     x = torch.rand(3, 1, input_size, input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         return float(copy.deepcopy(model).cpu().eval()(x).abs().max())
+
+
+# Ops an exporter or quantiser may put between the classifier and the "logits" output.
+_PASS_THROUGH_OPS = ("QuantizeLinear", "DequantizeLinear", "Identity", "Cast")
+
+
+def onnx_feature_graph(path: str | Path) -> bytes | None:
+    """The export cut just before its classifier, as a serialised ONNX model, or None.
+
+    Its one output, "features", is the classifier's input (the feature layer a writer profile
+    maps, `hccr.adapt`), so a recogniser can run the exported backbone and a re-folded
+    classifier. Found by walking back from the first graph output through quantise / dequantise
+    nodes to a Gemm (or MatMul + Add); None when the graph ends otherwise.
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    node = producer.get(graph.output[0].name)
+    while node is not None and node.op_type in _PASS_THROUGH_OPS:
+        node = producer.get(node.input[0])
+    if node is not None and node.op_type == "Add":  # MatMul + bias
+        node = next(
+            (producer[i] for i in node.input if i in producer and producer[i].op_type == "MatMul"),
+            None,
+        )
+    if node is None or node.op_type not in ("Gemm", "MatMul"):
+        return None
+    if node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute):
+        return None
+    features = node.input[0]
+    # keep only the nodes the feature depends on
+    needed, kept, stack = {features}, set(), [features]
+    while stack:
+        producing = producer.get(stack.pop())
+        if producing is None or id(producing) in kept:
+            continue
+        kept.add(id(producing))
+        for name in producing.input:
+            if name and name not in needed:
+                needed.add(name)
+                stack.append(name)
+    nodes = [n for n in graph.node if id(n) in kept]  # original (topological) order
+    nodes.append(helper.make_node("Identity", [features], ["features"]))
+    initializers = [t for t in graph.initializer if t.name in needed]
+    out = helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, None)
+    cut = helper.make_graph(nodes, "features", list(graph.input), [out], initializers)
+    cut_model = helper.make_model(cut, opset_imports=list(model.opset_import))
+    cut_model.ir_version = model.ir_version
+    return cut_model.SerializeToString()

@@ -10,17 +10,24 @@ otherwise a warning says why and the float model runs. `backend=` forces a choic
 
 A `Recognizer` is safe to share between threads (the demo serves concurrent requests from one):
 onnxruntime sessions allow concurrent `run` calls, and the torch paths run under a lock.
+
+A writer profile (`hccr.adapt`, style transfer mapping) maps the feature layer before the final
+classifier; it is folded into that classifier, and the backbone runs in the export when the
+ONNX graph can be cut before its classifier (`hccr.export.onnx_feature_graph`), else in torch.
+A profile is set for every call (`profile=` of `from_bundle`, `set_profile`) or passed per call
+(the demo keeps one per browser session).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +37,9 @@ from torch import nn
 from hccr.bundle import WEIGHTS_FILE, Bundle, load_bundle, resolve_model
 from hccr.charset import Charset
 from hccr.preprocess import NormConfig, preprocess, to_model_input, warm_up
+
+if TYPE_CHECKING:
+    from hccr.adapt import WriterProfile
 
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.ts.pt"
@@ -66,7 +76,7 @@ class _TorchRunner:
             return self.module(x).float()
 
 
-def onnx_session(path: str | Path, num_threads: int | None = None):
+def onnx_session(path: str | Path | bytes, num_threads: int | None = None):
     """The CPU onnxruntime.InferenceSession the recogniser runs (benchmarks time the same one)."""
     import onnxruntime as ort
 
@@ -77,13 +87,14 @@ def onnx_session(path: str | Path, num_threads: int | None = None):
     # Idle pool threads sleep instead of spinning: they share the cores with DataLoader
     # workers (`hccr recognize`) and with other requests (the demo).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)  # a file, or a serialised graph
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class _OnnxRunner:
     """An onnxruntime session; `run` is thread-safe, so no lock."""
 
-    def __init__(self, path: Path, num_threads: int | None) -> None:
+    def __init__(self, path: Path | bytes, num_threads: int | None) -> None:
         self.session = onnx_session(path, num_threads)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -104,6 +115,17 @@ class _OnnxRunner:
                 chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
             outs.append(self.session.run(None, {self.input_name: chunk})[0][:n])
         return torch.from_numpy(np.concatenate(outs)).float()
+
+
+class _FeatureNet(nn.Module):
+    """The network up to the classifier's input: (B, 1, S, S) -> (B, feat_dim)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
 
 
 def _for_inference(model: nn.Module) -> nn.Module:
@@ -144,6 +166,15 @@ class Recognizer:
         self.path = path
         self.backend = "torch"
         self._runner: Any = _TorchRunner(_for_inference(self.model), channels_last=True)
+        self._export: Path | None = None  # the ONNX file in use, when backend == "onnx"
+        self._num_threads: int | None = None
+        self._feature_runner: Any = None  # built on first use of a writer profile
+        self._lock = threading.Lock()
+        self._sha256: str | None = None
+        self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
+        # (profile, its folded classifier), swapped as one object so that a concurrent call
+        # never sees one without the other
+        self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor]] | None = None
         # compiled (first run on a machine) or loaded now, so no request waits for it
         warm_up()
 
@@ -154,6 +185,7 @@ class Recognizer:
         *,
         backend: str = "auto",
         num_threads: int | None = None,
+        profile: str | Path | WriterProfile | None = None,
     ) -> Recognizer:
         """Loads a bundle folder, a run folder or a bundle name in models/ (None: the default).
 
@@ -162,10 +194,21 @@ class Recognizer:
                 "torchscript" or "torch".
             num_threads: onnxruntime intra-op threads (None: its default). Torch's thread pool
                 is process-wide and left to the caller (`torch.set_num_threads`).
+            profile: a writer profile (`hccr adapt`) to apply to every call, or its path.
 
         Raises:
             BundleError: a missing or broken bundle, or a forced backend without its export.
+            ProfileError: a profile that is unreadable or made for other weights or charset.
         """
+        rec = cls._from_bundle(path, backend, num_threads)
+        if profile is not None:
+            rec.set_profile(profile)
+        return rec
+
+    @classmethod
+    def _from_bundle(
+        cls, path: str | Path | None, backend: str, num_threads: int | None
+    ) -> Recognizer:
         from hccr.bundle import BundleError
 
         if backend not in BACKENDS:
@@ -236,6 +279,8 @@ class Recognizer:
             return f"disagrees with weights.pt (max probability difference {diff:.3f})"
         self._runner = runner
         self.backend = kind
+        self._export = export if kind == "onnx" else None
+        self._num_threads = num_threads
         return None
 
     def _probe_batch(self) -> torch.Tensor:
@@ -259,11 +304,15 @@ class Recognizer:
         return preprocess(image, self.norm)
 
     def recognize(
-        self, images: ImageLike | Sequence[ImageLike], topk: int = 10
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        topk: int = 10,
+        profile: WriterProfile | None = None,
     ) -> list[list[Candidate]]:
         """Ranks the top `topk` characters for one image or a sequence of images.
 
-        A single image (a PIL image or one numpy array) gives a one-element list.
+        A single image (a PIL image or one numpy array) gives a one-element list. `profile`
+        (checked with `load_profile`) applies to this call only, over the one set for all.
 
         Raises:
             EmptyImageError: an image has no ink.
@@ -273,28 +322,155 @@ class Recognizer:
         if not images:
             return []
         prepared = np.stack([self.prepare(im) for im in images])
-        return self.recognize_prepared(prepared, topk)
+        return self.recognize_prepared(prepared, topk, profile)
 
-    def probabilities(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def probabilities(
+        self, prepared: np.ndarray | torch.Tensor, profile: WriterProfile | None = None
+    ) -> torch.Tensor:
         """Normalised ink maps, uint8 (B, S, S) or (B, 1, S, S) -> (B, num_classes) softmax."""
-        return torch.softmax(self._logits(prepared), dim=1)
+        return torch.softmax(self._logits(prepared, profile), dim=1)
 
-    def _logits(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def _model_input(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(prepared)
         if x.ndim == 3:
             x = x.unsqueeze(1)  # (B, S, S) -> (B, 1, S, S)
         S = self.norm.size
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, S, S):
             raise ValueError(f"expected normalised images (B, 1, {S}, {S}), got {tuple(x.shape)}")
-        return self._runner(to_model_input(x.contiguous()))
+        return to_model_input(x.contiguous())
+
+    def _logits(
+        self, prepared: np.ndarray | torch.Tensor, profile: WriterProfile | None = None
+    ) -> torch.Tensor:
+        x = self._model_input(prepared)
+        active = self._active
+        if profile is None and active is None:
+            return self._runner(x)
+        Wt, c = active[1] if profile is None else self._folded_head(profile)  # type: ignore[index]
+        # torch, not numpy: numpy's BLAS threads took 4 ms instead of 20 us for one row when
+        # other processes shared the cores; (W A)^T is stored contiguous (37 vs 59 us per row)
+        return torch.addmm(c, self._features_runner()(x), Wt)
+
+    # -- writer profiles (hccr.adapt) ------------------------------------------------------
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the bundle's weights.pt (what a writer profile is tied to); for a model
+        not loaded from a bundle, of its state_dict's tensors."""
+        if self._sha256 is None:
+            weights = self.path / WEIGHTS_FILE if self.path is not None else None
+            if weights is not None and weights.is_file():
+                from hccr.export import file_sha256
+
+                self._sha256 = file_sha256(weights)
+            else:
+                digest = hashlib.sha256()
+                for name, tensor in sorted(self.model.state_dict().items()):
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+                self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    @property
+    def feat_dim(self) -> int:
+        return int(self.classifier_affine()[0].shape[1])
+
+    def classifier_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W, c): the float model's final classifier, logits = features @ W.T + c."""
+        if self._affine is None:
+            from hccr.adapt import classifier_affine
+
+            classifier = getattr(self.model, "classifier", None)
+            if classifier is None or not hasattr(self.model, "forward_features"):
+                raise ValueError(f"{self.name}: no feature layer / classifier to adapt")
+            self._affine = classifier_affine(classifier, int(self.model.feat_dim))
+        return self._affine
+
+    def features(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Normalised ink maps (B, S, S) or (B, 1, S, S) -> (B, feat_dim) classifier inputs."""
+        return self._features_runner()(self._model_input(prepared))
+
+    def _features_runner(self) -> Any:
+        with self._lock:
+            if self._feature_runner is None:
+                self._feature_runner = self._make_features_runner()
+            return self._feature_runner
+
+    def _make_features_runner(self) -> Any:
+        torch_runner = _TorchRunner(_FeatureNet(_for_inference(self.model)), channels_last=True)
+        if self._export is None:
+            return torch_runner
+        from hccr.export import onnx_feature_graph
+
+        try:
+            graph = onnx_feature_graph(self._export)
+            runner = _OnnxRunner(graph, self._num_threads) if graph is not None else None
+        except Exception as e:  # onnx / onnxruntime raise their own exception types
+            runner, graph = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if runner is None:
+            why = "its graph does not end in a linear classifier" if graph is None else graph
+            note = f"{self._export}: {why}; a writer profile runs the float model"
+            warnings.warn(note, stacklevel=3)
+            return torch_runner
+        return runner
+
+    @property
+    def profile(self) -> WriterProfile | None:
+        """The writer profile applied to every call (`set_profile`), if any."""
+        return self._active[0] if self._active is not None else None
+
+    @property
+    def profile_backend(self) -> str:
+        """Where the backbone runs when a profile is applied ("onnx" or "torch")."""
+        return "onnx" if isinstance(self._features_runner(), _OnnxRunner) else "torch"
+
+    def load_profile(self, profile: str | Path | WriterProfile) -> WriterProfile:
+        """Reads a profile (or takes one) and checks it was made for this model.
+
+        Raises:
+            ProfileError: unreadable, not a profile, or made for other weights or charset.
+        """
+        from hccr.adapt import WriterProfile
+
+        if isinstance(profile, WriterProfile):
+            where = "writer profile"
+        else:
+            where = str(profile)
+            profile = WriterProfile.load(profile)
+        profile.check(self.weights_sha256, self.charset, self.feat_dim, where)
+        return profile
+
+    def set_profile(self, profile: str | Path | WriterProfile | None) -> WriterProfile | None:
+        """Applies a writer profile to every later call (None: back to the plain model)."""
+        if profile is None:
+            self._active = None
+            return None
+        loaded = self.load_profile(profile)
+        head = self._folded_head(loaded)
+        self._features_runner()  # built now, so that the first request does not wait for it
+        self._active = (loaded, head)
+        return loaded
+
+    def _folded_head(self, profile: WriterProfile) -> tuple[torch.Tensor, torch.Tensor]:
+        """((W A)^T contiguous, W b + c), computed once per profile and model (a per-call
+        profile included)."""
+        head = profile.heads.get(self.weights_sha256)
+        if head is None:
+            self.load_profile(profile)  # refuses a profile made for another model
+            W, c = profile.folded_head(*self.classifier_affine())
+            head = profile.heads[self.weights_sha256] = (W.T.contiguous(), c.contiguous())
+        return head
 
     def recognize_prepared(
-        self, prepared: np.ndarray | torch.Tensor, topk: int = 10
+        self,
+        prepared: np.ndarray | torch.Tensor,
+        topk: int = 10,
+        profile: WriterProfile | None = None,
     ) -> list[list[Candidate]]:
         """Ranks the top `topk` characters for already normalised ink maps (see `prepare`)."""
         if len(prepared) == 0:
             return []
-        logits = self._logits(prepared)
+        logits = self._logits(prepared, profile)
         top, indices = logits.topk(min(max(topk, 1), logits.shape[1]), dim=1)
         # softmax of the top k only: exp(logit - logsumexp), no full probability matrix
         values = (top - torch.logsumexp(logits, dim=1, keepdim=True)).exp()

@@ -289,6 +289,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model threads in the main process (default: 0, all cores; idle ones sleep, so the workers still get CPU)")  # fmt: skip
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
+    parser.add_argument("--profile", default=None, metavar="PROFILE",
+                        help="apply a writer profile made by `hccr adapt` for this model")  # fmt: skip
 
 
 def _recognized(
@@ -322,7 +324,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    recognizer = Recognizer.from_bundle(args.model, backend=args.backend, num_threads=args.threads)
+    recognizer = Recognizer.from_bundle(
+        args.model, backend=args.backend, num_threads=args.threads, profile=args.profile
+    )
     sources, notes, failures_before = collect_sources(args.inputs)
     err = sys.stderr
     for line in notes:
@@ -376,7 +380,8 @@ def run(args: argparse.Namespace) -> int:
     rate = done / seconds if seconds > 0 else 0.0
     print(
         f"hccr recognize: {done} character(s) in {seconds:.1f} s ({rate:.0f}/s), "
-        f"model {recognizer.name} ({recognizer.backend})",
+        f"model {recognizer.name} ({recognizer.backend})"
+        + (f", writer profile {args.profile}" if args.profile else ""),
         file=err,
     )
     if labelled:

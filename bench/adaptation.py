@@ -1,0 +1,282 @@
+"""Writer adaptation (style transfer mapping, `hccr adapt`) on real writers: top-1 before / after.
+
+Online writer (a CASIA OLHWDB `.pot` file, packed with `hccr-data pack`): adapt on k characters
+drawn at random from the first half of GB2312 level-1 order (classes 0-1,876), test on every
+character of the second half (1,877-3,754), so adaptation and test never share a character;
+each k is drawn `--repeats` times. Offline writer (a folder of one writer's scans, labelled by
+`labels.csv` or the first character of each file name): adapt on a random half, test on the
+other half, over `--splits` random splits. Supervised uses the labels of the adaptation
+samples; unsupervised ignores them (the model's answers, weighted by their probability).
+
+Three top-1 figures per row: "plain" is the recogniser as shipped (`Recognizer.probabilities`,
+the bundle's ONNX export by default); "identity map" is the adapted path with A = I, b = 0 (the
+export cut before its classifier, then the float classifier; an int8 export quantises its
+logits, which the float classifier does not); "adapted" is that path with the writer's profile
+(`Recognizer.probabilities(..., profile=)`). The error change is adapted vs identity map: what
+the map itself does. `--latency` times plain vs profile on the same machine, interleaved.
+
+  python bench/adaptation.py --model models/gb1-student \\
+      --pot ../shared/data/olhwdb1.0-writer001.pot --offline ../shared/data/hwdb-onewriter101 \\
+      [--prototypes data/synth-proto.lmdb] --latency
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hccr.adapt import Adapter, StmConfig
+from hccr.commands.adapt import iter_samples, prototypes_from_lmdb
+from hccr.preprocess import preprocess
+from hccr.recognizer import Recognizer
+
+HALF = 1877  # GB2312 level-1 classes 0-1,876 adapt, 1,877-3,754 test
+KS = (20, 50, 100, 200, 500)
+CONFIG = StmConfig()  # --prior / --min-confidence change it
+BATCH = 256
+
+
+def _batched(fn, images: np.ndarray) -> torch.Tensor:
+    return torch.cat([fn(images[i : i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+def _top1(probs: torch.Tensor, labels: np.ndarray) -> float:
+    return float((probs.argmax(1).numpy() == labels).mean())
+
+
+def _adapt(rec, feats, labels, prototypes, supervised: bool):
+    adapter = Adapter(rec, CONFIG, prototypes)
+    if supervised:
+        adapter.add_features(feats, labels)
+    else:
+        adapter.add_unlabelled_features(feats)
+    return adapter.fit()
+
+
+def _after(rec, images: np.ndarray, labels: np.ndarray, profile) -> float:
+    return _top1(_batched(lambda x: rec.probabilities(x, profile), images), labels)
+
+
+def load_online(pot: Path, rec: Recognizer, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
+    db = tmp / "online.lmdb"
+    cmd = [sys.executable, "-m", "data_tools.cli", "pack", str(pot), "-o", str(db),
+           "--no-progress", "--size", str(rec.norm.size), "--norm", rec.norm.method]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    images, labels = [], []
+    for image, char, _ in iter_samples(db, rec.norm, labelled=True):
+        if char in rec.charset:
+            images.append(image)
+            labels.append(rec.charset.index(char))
+    return np.stack(images), np.array(labels)
+
+
+def load_offline(folder: Path, rec: Recognizer) -> tuple[np.ndarray, np.ndarray]:
+    names: dict[str, str] = {}
+    table = folder / "labels.csv"
+    if table.is_file():
+        with open(table, encoding="utf-8") as f:
+            for row in csv.reader(f):
+                if len(row) >= 2 and len(row[1]) == 1:
+                    names[row[0]] = row[1]
+    images, labels = [], []
+    for path in sorted(folder.glob("*.png")):
+        char = names.get(path.name, path.stem[0])
+        if char in rec.charset:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                images.append(preprocess(im, rec.norm))
+            labels.append(rec.charset.index(char))
+    return np.stack(images), np.array(labels)
+
+
+def identity_profile(rec: Recognizer):
+    """A profile whose map is the identity: the adapted path's own baseline (same features,
+    same float classifier), which separates what the map does from what the path does."""
+    from hccr.adapt import WriterProfile, charset_sha256
+
+    d = rec.feat_dim
+    return WriterProfile(A=np.eye(d, dtype=np.float32), b=np.zeros(d, np.float32),
+                         weights_sha256=rec.weights_sha256, charset_sha256=charset_sha256(rec.charset),
+                         num_classes=len(rec.charset), num_samples=0)  # fmt: skip
+
+
+def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
+    first, second = np.where(labels < HALF)[0], np.where(labels >= HALF)[0]
+    feats = _batched(rec.features, images[first]).numpy()
+    test_x, test_y = images[second], labels[second]
+    plain = _top1(_batched(rec.probabilities, test_x), test_y)
+    identity = _after(rec, test_x, test_y, identity_profile(rec))
+    rows = []
+    for name, P in protos.items():
+        for k in ks:
+            for supervised in (True, False):
+                after = []
+                for r in range(repeats):
+                    sel = np.random.default_rng(r).choice(len(first), k, replace=False)
+                    profile = _adapt(rec, feats[sel], labels[first][sel], P, supervised)
+                    after.append(_after(rec, test_x, test_y, profile))
+                rows.append(
+                    _row("online", name, k, supervised, plain, identity, after, len(test_y))
+                )
+                print(_fmt(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def offline_rows(rec, images, labels, protos, splits: int) -> list[dict]:
+    feats = _batched(rec.features, images).numpy()
+    probs = _batched(rec.probabilities, images)
+    probs_identity = _batched(lambda x: rec.probabilities(x, identity_profile(rec)), images)
+    rows = []
+    half = len(labels) // 2
+    for name, P in protos.items():
+        for supervised in (True, False):
+            plain, identity, after = [], [], []
+            for r in range(splits):
+                perm = np.random.default_rng(r).permutation(len(labels))
+                a, t = perm[:half], perm[half:]
+                profile = _adapt(rec, feats[a], labels[a], P, supervised)
+                plain.append(_top1(probs[t], labels[t]))
+                identity.append(_top1(probs_identity[t], labels[t]))
+                after.append(_after(rec, images[t], labels[t], profile))
+            rows.append(_row("offline", name, half, supervised, float(np.mean(plain)),
+                             float(np.mean(identity)), after, len(t)))  # fmt: skip
+            print(_fmt(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def _row(kind, protos, k, supervised, plain, identity, after, n_test) -> dict:
+    mean = float(np.mean(after))
+    return {
+        "writer": kind,
+        "prototypes": protos,
+        "k": k,
+        "mode": "supervised" if supervised else "unsupervised",
+        "n_test": n_test,
+        "draws": len(after),
+        "top1_plain": plain,
+        "top1_identity": identity,
+        "top1_adapted": mean,
+        "top1_adapted_min": float(np.min(after)),
+        "top1_adapted_max": float(np.max(after)),
+        "error_reduction": (mean - identity) / (1.0 - identity) if identity < 1 else 0.0,
+    }
+
+
+HEADER = (
+    "| writer | prototypes | k | mode | top-1 plain | top-1 identity map | "
+    "top-1 adapted (min-max) | error vs identity |\n"
+    "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
+)
+
+
+def _fmt(row: dict) -> str:
+    return (
+        f"| {row['writer']} | {row['prototypes']} | {row['k']} | {row['mode']} | "
+        f"{100 * row['top1_plain']:.1f}% | {100 * row['top1_identity']:.1f}% | "
+        f"{100 * row['top1_adapted']:.1f}% "
+        f"({100 * row['top1_adapted_min']:.1f}-{100 * row['top1_adapted_max']:.1f}) | "
+        f"{-100 * row['error_reduction']:+.1f}% |"
+    )
+
+
+def latency(rec: Recognizer, images: np.ndarray, profile, reps: int) -> list[dict]:
+    """Median ms per call, plain vs with the profile, interleaved so both see the same load."""
+    out = []
+    for batch in (1, 64):
+        x = images[:batch]
+        rec.probabilities(x)
+        rec.probabilities(x, profile)
+        times: dict[str, list[float]] = {"plain": [], "profile": []}
+        for _ in range(reps):
+            for name, prof in (("plain", None), ("profile", profile)):
+                t = time.perf_counter()
+                rec.probabilities(x, prof)
+                times[name].append(time.perf_counter() - t)
+        plain, adapted = (1000 * float(np.median(times[n])) for n in ("plain", "profile"))
+        out.append({"batch": batch, "plain_ms": plain, "profile_ms": adapted,
+                    "ratio": adapted / plain})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
+    parser.add_argument("--pot", type=Path, default=None, help="one online writer's .pot file")
+    parser.add_argument("--offline", type=Path, default=None, help="one writer's scans (folder)")
+    parser.add_argument("--prototypes", type=Path, default=None,
+                        help="also adapt towards class means on this LMDB (as `hccr adapt --prototypes`)")  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=5, help="draws per k (online)")
+    parser.add_argument(
+        "--ks",
+        type=int,
+        nargs="+",
+        default=list(KS),
+        help=f"adaptation set sizes (online; default: {' '.join(map(str, KS))})",
+    )
+    parser.add_argument("--prior", type=float, default=None, help="as `hccr adapt --prior`")
+    parser.add_argument("--min-confidence", type=float, default=CONFIG.min_confidence,
+                        help="as `hccr adapt --min-confidence`")  # fmt: skip
+    parser.add_argument("--splits", type=int, default=20, help="random halvings (offline)")
+    parser.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
+                        help="the recogniser's backend (default: auto, the bundle's export)")  # fmt: skip
+    parser.add_argument("--latency", action="store_true", help="also time plain vs profile")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    CONFIG.min_confidence = args.min_confidence
+    if args.prior is not None:
+        CONFIG.prior = CONFIG.prior_unsupervised = args.prior
+    rec = Recognizer.from_bundle(args.model, backend=args.backend, num_threads=args.threads)
+    print(f"model {rec.name}, backend {rec.backend}, profile path {rec.profile_backend}",
+          file=sys.stderr)  # fmt: skip
+    protos: dict[str, np.ndarray | None] = {"classifier rows": None}
+    if args.prototypes is not None:
+        protos[f"class means ({args.prototypes.name})"] = prototypes_from_lmdb(
+            rec, args.prototypes, progress=False
+        )
+    rows: list[dict] = []
+    result: dict = {"model": rec.name, "backend": rec.backend, "rows": rows}
+    lat_images = None
+    if args.pot is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            images, labels = load_online(args.pot, rec, Path(tmp))
+        rows += online_rows(rec, images, labels, protos, args.repeats, args.ks)
+        lat_images = images
+    if args.offline is not None:
+        images, labels = load_offline(args.offline, rec)
+        rows += offline_rows(rec, images, labels, protos, args.splits)
+        lat_images = images if lat_images is None else lat_images
+    print(HEADER)
+    for row in rows:
+        print(_fmt(row))
+    if args.latency and lat_images is not None:
+        feats = _batched(rec.features, lat_images[:200]).numpy()
+        adapter = Adapter(rec)
+        adapter.add_unlabelled_features(feats)
+        profile = adapter.fit()
+        lat = latency(rec, lat_images[200:264], profile, reps=200)
+        result["latency"] = lat
+        print("\n| batch | plain ms | with profile ms | ratio |\n| ---: | ---: | ---: | ---: |")
+        for r in lat:
+            print(
+                f"| {r['batch']} | {r['plain_ms']:.2f} | {r['profile_ms']:.2f} | {r['ratio']:.3f} |"
+            )
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
