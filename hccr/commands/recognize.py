@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,10 @@ IMAGE_EXTENSIONS = (
     ".pnm",
 )  # fmt: skip
 FORMATS = ("table", "csv", "jsonl")
+# Lone surrogates: how Python decodes a file name's bytes that are not UTF-8. Written as `\udcff`
+# escapes in JSON, so every line is valid UTF-8 and json.loads gives back the name os.fsencode
+# turns into the original bytes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ class RecognizeDataset(IterableDataset):
         return _item(path, None, None, image=torch.from_numpy(image).unsqueeze(0))
 
     def _iter_gnt(self, path: Path) -> Iterator:
-        from hccr.casia import iter_gnt
+        from hccr.casia import CasiaFormatError, iter_gnt, scan_records
         from hccr.preprocess import EmptyImageError, ink_from_white_background, normalize
 
         def sample(i: int, record) -> dict:
@@ -151,15 +156,36 @@ class RecognizeDataset(IterableDataset):
                 return _item(path, i, record.char, error=f"{where}: empty bitmap (no ink)")
             return _item(path, i, record.char, image=torch.from_numpy(image).unsqueeze(0))
 
-        next_index = 0
+        def failed(i: int, message: str) -> Iterator:
+            message = message if message.startswith(str(path)) else f"{path}: {message}"
+            yield lambda: _item(path, i, None, error=message)
+
         try:
-            for i, record in enumerate(iter_gnt(path)):
-                yield lambda i=i, record=record: sample(i, record)
-                next_index = i + 1
-        except (ValueError, OSError) as e:  # CasiaFormatError names the path and byte offset
-            message = str(e) if str(path) in str(e) else f"{path}: {e}"
-            # once a record is corrupt the rest of the file cannot be framed: one line for it all
-            yield lambda: _item(path, next_index, None, error=f"{message} (rest of file skipped)")
+            if path.stat().st_size == 0:
+                yield from failed(0, "empty file (no records)")
+                return
+        except OSError as e:
+            yield from failed(0, f"cannot read: {e.strerror or e}")
+            return
+        index, start = 0, 0
+        while True:
+            try:
+                for record in iter_gnt(path, start):
+                    yield lambda i=index, record=record: sample(i, record)
+                    index += 1
+                return
+            except CasiaFormatError as e:
+                # A bad record whose size field still frames it (bad width, height or bitmap):
+                # report it and go on with the next one, as `hccr-data pack --skip-bad` does.
+                following = _next_record(scan_records, path, e.offset)
+                if following is None:  # the framing itself is broken: nothing more to read
+                    yield from failed(index, f"{e} (rest of file skipped)")
+                    return
+                yield from failed(index, str(e))
+                index, start = index + 1, following
+            except (ValueError, OSError) as e:
+                yield from failed(index, f"{e} (rest of file skipped)")
+                return
 
     def _iter_lmdb(self, path: Path) -> Iterator:
         # The format module, not LmdbDataset: that one carries training augmentation (torchvision,
@@ -179,7 +205,7 @@ class RecognizeDataset(IterableDataset):
             renormalize = NormConfig.from_dict(meta["norm"]) != self.norm
             chars = list(meta["charset"])
         except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
-            message = f"{path}: cannot open LMDB: {e}"
+            message = str(e) if str(e).startswith(str(path)) else f"{path}: cannot open LMDB: {e}"
             yield lambda: _item(path, None, None, error=message)
             return
 
@@ -201,6 +227,19 @@ class RecognizeDataset(IterableDataset):
 
         for i in range(count):
             yield lambda i=i: sample(i)
+
+
+def _next_record(scan_records: Any, path: Path, offset: int) -> int | None:
+    """Byte offset of the record after the one at `offset`, or None when its size field does
+    not frame it (or it was the last)."""
+    from hccr.casia import CasiaFormatError
+
+    offsets = scan_records(path, offset)
+    try:
+        next(offsets)  # the bad record itself: raises when its size field is what is wrong
+        return next(offsets, None)
+    except CasiaFormatError:
+        return None
 
 
 def _count_items(sources: Sequence[Source]) -> int | None:
@@ -253,7 +292,10 @@ class _Writer:
                 "label": label,
                 "top": [{"char": c.char, "prob": round(c.prob, 6)} for c in top],
             }
-            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            line = json.dumps(record, ensure_ascii=False)
+            if _SURROGATE.search(line):  # a file name that is not UTF-8 (os.fsdecode's escapes)
+                line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+            self.out.write(line + "\n")
         elif self.fmt == "csv":
             row: list[Any] = [source, "" if index is None else index, label or ""]
             for c in top:
