@@ -25,7 +25,6 @@ import os
 import random
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -271,6 +270,7 @@ def train_one_epoch(
     channels_last: bool = False,
     progress: bool = False,
     desc: str = "train",
+    sums: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """One pass over `loader`; returns the mean of every named loss term.
 
@@ -282,13 +282,15 @@ def train_one_epoch(
         after_step: called with the global step index after each optimizer step.
         start_step: global step index of this epoch's first batch.
         amp: bf16 autocast where it pays (`bf16_autocast_pays`; bf16 needs no loss scaling).
+        sums: running sums of the loss terms and the step count ("steps") over the epoch,
+            updated in place: a resumed epoch passes the ones its checkpoint saved, so that
+            the mean it returns covers the whole epoch.
     """
     model.train()
     if isinstance(objective, nn.Module):
         objective.train()
     use_amp = amp and bf16_autocast_pays(device)
-    totals: dict[str, float] = defaultdict(float)
-    steps = 0
+    totals = sums if sums is not None else {}
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
     for step, (images, labels) in enumerate(bar, start=start_step):
         if lr_at is not None:
@@ -308,13 +310,14 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         for name, value in losses.items():
-            totals[name] += float(value.detach())
-        steps += 1
+            totals[name] = totals.get(name, 0.0) + float(value.detach())
+        totals["steps"] = totals.get("steps", 0) + 1
         if after_step is not None:
             after_step(step)
         if progress:
-            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
-    return {name: total / max(steps, 1) for name, total in totals.items()}
+            bar.set_postfix(loss=f"{totals['loss'] / totals['steps']:.3f}")
+    steps = max(totals.get("steps", 0), 1)
+    return {name: total / steps for name, total in totals.items() if name != "steps"}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -374,7 +377,7 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
     objective.to(device)
 
     optimizer = init_optimizer(objective.trainable_parameters(), cfg)
-    start_epoch, best, samples_done = 0, {"top1": -1.0}, 0
+    start_epoch, best, samples_done, resumed_sums = 0, {"top1": -1.0}, 0, {}
     if resume:
         checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
         check_resumable(checkpoint, checkpoint_path, spec)
@@ -392,6 +395,8 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
         best = dict(checkpoint.get("best") or best)
         if checkpoint.get("world_size", env.world_size) == env.world_size:
             samples_done = int(checkpoint.get("samples_done", 0))
+            # the loss sums of the epoch's trained part, so its logged mean covers all of it
+            resumed_sums = dict(checkpoint.get("loss_sums") or {}) if samples_done else {}
 
     # the shuffle depends on (seed, epoch) only, so a resumed epoch can skip what it has seen
     sampler = ResumableSampler(
@@ -447,6 +452,7 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
             return
         done = (step + 1 - epoch * steps_per_epoch) * cfg.batch_size
         state = _checkpoint(objective, cfg, spec, optimizer, epoch - 1, best, env, done)
+        state["loss_sums"] = dict(sums)
         atomic_torch_save(state, checkpoint_path)
         last_save = time.monotonic()
         if not cfg.progress:  # a run without bars (in the background) still says where it is
@@ -461,6 +467,7 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         sampler.skip = samples_done if epoch == start_epoch else 0
+        sums = dict(resumed_sums) if epoch == start_epoch else {}
         started = time.perf_counter()
         train_stats = train_one_epoch(
             student,
@@ -475,6 +482,7 @@ def _fit(objective, cfg, out, spec, train_set, val_set, resume, init_optimizer, 
             channels_last=channels_last,
             progress=cfg.progress and env.is_main,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            sums=sums,
         )
         if env.is_main:
             row = _finish_epoch(
