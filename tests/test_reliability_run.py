@@ -187,3 +187,20 @@ def test_resumed_epoch_logs_the_whole_epochs_loss(tmp_path, monkeypatch) -> None
     assert main(args(cut, "--resume")) == 0
     (got,), (want,) = read_metrics(cut), read_metrics(whole)
     assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-6)
+
+
+def test_full_disk_under_stdout_is_one_line_naming_it(tmp_path, tiny_bundle_path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    gnt = tmp_path / "1001.gnt"
+    rng = np.random.default_rng(2)
+    write_gnt(gnt, [(ch, 255 - render_sample(ch, rng, pen_width=0.06)) for ch in TINY_CHARS])
+    cmd = [sys.executable, "-m", "hccr.cli", "recognize", str(gnt), "--model", str(tiny_bundle_path),
+           "--format", "jsonl", "--workers", "0"]  # fmt: skip
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, env=ENV,
+                              cwd=REPO, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert _one_line(proc.stderr) == (
+        "hccr recognize: error: /dev/full (standard output): cannot write: No space left on device"
+    )

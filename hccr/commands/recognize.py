@@ -13,30 +13,24 @@ Folders are searched recursively for images, `.gnt` files and `.lmdb` folders.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from hccr.commands.result_writer import FORMATS, ResultWriter
 
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
     ".pnm",
 )  # fmt: skip
-FORMATS = ("table", "csv", "jsonl")
-# Lone surrogates: how Python decodes a file name's bytes that are not UTF-8. Written as `\udcff`
-# escapes in JSON, so every line is valid UTF-8 and json.loads gives back the name os.fsencode
-# turns into the original bytes.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -268,50 +262,6 @@ def collate(items: list[dict]) -> dict:
     return batch
 
 
-class _Writer:
-    """Writes one line per recognised character in the chosen format."""
-
-    def __init__(self, out: TextIO, fmt: str, topk: int, source_width: int) -> None:
-        self.out, self.fmt, self.topk = out, fmt, topk
-        self.source_width = max(6, min(source_width, 60))
-        if fmt == "csv":
-            self._csv = csv.writer(out, lineterminator="\n")
-            header = ["source", "index", "label"]
-            for r in range(1, topk + 1):
-                header += [f"char{r}", f"prob{r}"]
-            self._csv.writerow(header)
-        elif fmt == "table":
-            w = self.source_width
-            out.write(f"{'SOURCE':<{w}}  {'INDEX':>6}  LABEL  TOP-{topk}\n")
-
-    def write(self, source: str, index: int | None, label: str | None, top: list) -> None:
-        if self.fmt == "jsonl":
-            record = {
-                "source": source,
-                "index": index,
-                "label": label,
-                "top": [{"char": c.char, "prob": round(c.prob, 6)} for c in top],
-            }
-            line = json.dumps(record, ensure_ascii=False)
-            if _SURROGATE.search(line):  # a file name that is not UTF-8 (os.fsdecode's escapes)
-                line = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
-            self.out.write(line + "\n")
-        elif self.fmt == "csv":
-            row: list[Any] = [source, "" if index is None else index, label or ""]
-            for c in top:
-                row += [c.char, f"{c.prob:.6f}"]
-            self._csv.writerow(row)
-        else:
-            w = self.source_width
-            shown = source if len(source) <= w else "..." + source[-(w - 3) :]
-            idx = "-" if index is None else str(index)
-            lab = label or "-"
-            cands = "  ".join(f"{c.char} {c.prob:.3f}" for c in top)
-            # a CJK label is two columns wide: pad to the LABEL header's five columns
-            pad = 5 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in lab)
-            self.out.write(f"{shown:<{w}}  {idx:>6}  {lab}{' ' * max(pad, 0)}  {cands}\n")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (recursive), .gnt files, .lmdb folders")  # fmt: skip
@@ -376,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     fmt = args.fmt or ("table" if out.isatty() else "jsonl")
-    writer = _Writer(out, fmt, args.topk, max((len(str(s.path)) for s in sources), default=6))
+    writer = ResultWriter(out, fmt, args.topk, max((len(str(s.path)) for s in sources), default=6))
     # Worker start-up costs more than it saves on a handful of images.
     small = all(s.kind == "image" for s in sources) and len(sources) <= args.batch_size
     workers = 0 if small else max(args.workers, 0)
@@ -407,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
                     labelled += 1
                     correct1 += top[0].char == label
                     correctk += any(c.char == label for c in top)
-            out.flush()
+            writer.flush()
             bar.update(len(batch["source"]))
     except BrokenPipeError:  # `hccr recognize ... | head`: the reader is gone, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
