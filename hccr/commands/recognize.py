@@ -3,7 +3,9 @@
 Each character gets one output line (table, csv or jsonl), streamed as batches finish, with a
 progress bar on stderr. `.gnt` and `.lmdb` samples carry their label, so accuracy is printed at
 the end. An unreadable, non-image or empty file, or a corrupt `.gnt` record, gets a line on
-stderr naming the path (and byte offset); the run goes on and exits 1 with a count of failures.
+stderr naming the path (and byte offset); the run goes on (in a `.gnt`, with the next record when
+the bad one's size field still frames it) and exits 1 with a count of failures. `jsonl` escapes
+file names that are not UTF-8 (`\\udcff`), so every line parses.
 Folders are searched recursively for images, `.gnt` files and `.lmdb` folders.
 
   hccr recognize scans/ --format csv > out.csv
