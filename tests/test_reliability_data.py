@@ -252,6 +252,19 @@ def test_stale_partials_of_a_dead_process_are_removed(tmp_path: Path, capsys) ->
     assert left == [f".out.lmdb.partial-{alive}"]  # another run still writing it: kept
 
 
+def test_synth_removes_stale_partials_too(tmp_path: Path, capsys) -> None:
+    (tmp_path / "fonts").mkdir()
+    (tmp_path / "chars.txt").write_text("永\n", encoding="utf-8")
+    dead = _dead_pid()
+    (tmp_path / f".s.lmdb.partial-{dead}").mkdir()
+    argv = ["synth", "-o", str(tmp_path / "s.lmdb"), "--chars", str(tmp_path / "chars.txt"),
+            "--per-char", "1", "--styles", "strokes", "--font-dir", str(tmp_path / "fonts"),
+            "--workers", "1", "--no-progress"]  # fmt: skip
+    assert data_main(argv) == 0
+    assert f"note: removed {tmp_path}/.s.lmdb.partial-{dead}," in capsys.readouterr().err
+    assert not (tmp_path / f".s.lmdb.partial-{dead}").exists()
+
+
 # --- empty or corrupt sources: a truthful error; every skip in the report -----------------------
 
 
