@@ -47,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
         for reason, n in info["skipped"].items():
             print(f"  skipped      {n}: {reason}")
     for src, st in info["sources"].items():
-        print(f"  source       {src}: {st.get('written', st)} written of {st.get('records', '?')}")
+        if not isinstance(st, dict):  # an LMDB made from Python may record a bare count
+            st = {"written": st}
+        print(f"  source       {src}: {st.get('written')} written of {st.get('records', '?')}")
     return 0

@@ -24,9 +24,10 @@ import cv2
 from tqdm import tqdm
 
 from data_tools.render import render_strokes
+from hccr.atomic import OutputError, partial_path, write_failure
 from hccr.casia import CasiaFormatError, iter_gnt, iter_pot, scan_records
 from hccr.charset import Charset
-from hccr.lmdb_format import LmdbWriter, encode_sample
+from hccr.lmdb_format import LmdbWriter, check_output, encode_sample, prepare_output
 from hccr.preprocess import (
     NORM_METHODS,
     EmptyImageError,
@@ -117,9 +118,15 @@ class _Chunk:
     writer: int
 
 
-def _plan_chunks(path: Path, skip_bad: bool, stats: SourceStats) -> Iterator[_Chunk]:
+FRAMING_SKIP = "corrupt framing, rest of file skipped"
+
+
+def _plan_chunks(
+    path: Path, skip_bad: bool, stats: SourceStats, framing: list[dict[str, Any]]
+) -> Iterator[_Chunk]:
     """Checks framing and cuts the file into chunks. A framing error ends the file: with
-    `skip_bad` the rest is reported as one skip, otherwise the error propagates."""
+    `skip_bad` the rest is reported as one skip (appended to `framing`), otherwise the error
+    propagates."""
     start, count = None, 0
     try:
         for offset in scan_records(path):
@@ -132,7 +139,9 @@ def _plan_chunks(path: Path, skip_bad: bool, stats: SourceStats) -> Iterator[_Ch
     except CasiaFormatError as e:
         if not skip_bad:
             raise
-        stats.skipped[f"corrupt framing, rest of file skipped: {e.reason}"] += 1
+        reason = f"{FRAMING_SKIP}: {e.reason}"
+        stats.skipped[reason] += 1
+        framing.append({"source": str(path), "offset": e.offset, "tag": "", "reason": reason})
     if count:
         yield _Chunk(path, start, count, stats.writer)
 
@@ -219,12 +228,38 @@ def pack(
     report: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Packs `sources` into the LMDB `out`; returns its metadata."""
+    """Packs `sources` into the LMDB `out`; returns its metadata.
+
+    `report` (JSON lines, one per skipped record) is written atomically too, and only when
+    the pack succeeds.
+    """
+    for stale in prepare_output(out, overwrite):  # before any work: a bad target fails at once
+        print(
+            f"hccr-data pack: note: removed {stale}, left by a run that no longer runs",
+            file=sys.stderr,
+        )
     stats = {p: SourceStats(writer_id(p)) for p in sources}
     examples: list[dict[str, Any]] = []
-    report_file = open(report, "w", encoding="utf-8") if report else None  # noqa: SIM115
-    chunks = [c for p in sources for c in _plan_chunks(p, options.skip_bad, stats[p])]
+    framing: list[dict[str, Any]] = []
+    chunks = [c for p in sources for c in _plan_chunks(p, options.skip_bad, stats[p], framing)]
     total = sum(c.count for c in chunks)
+    report_tmp = partial_path(report) if report else None
+    try:
+        report_file = open(report_tmp, "w", encoding="utf-8") if report_tmp else None  # noqa: SIM115
+    except OSError as e:
+        raise OutputError(report, e.strerror or str(e)) from None
+
+    def note_skip(item: dict[str, Any]) -> None:
+        if len(examples) < MAX_SKIP_EXAMPLES:
+            examples.append(item)
+        if report_file:
+            try:
+                report_file.write(json.dumps(item, ensure_ascii=False) + "\n")
+            except OSError as e:
+                raise OutputError(report, write_failure(report.parent, e)) from None
+
+    for item in framing:
+        note_skip(item)
     warm_up()  # compiled once here, inherited by the forked workers
     pool = mp.get_context("fork").Pool(workers, _init_worker, (options,)) if workers > 1 else None
     try:
@@ -249,16 +284,9 @@ def pack(
                     writer.add_encoded(value, label)
                 for offset, tag, reason in skipped:
                     st.skipped[reason] += 1
-                    item = {
-                        "source": str(chunk.path),
-                        "offset": offset,
-                        "tag": tag,
-                        "reason": reason,
-                    }
-                    if len(examples) < MAX_SKIP_EXAMPLES:
-                        examples.append(item)
-                    if report_file:
-                        report_file.write(json.dumps(item, ensure_ascii=False) + "\n")
+                    note_skip(
+                        {"source": str(chunk.path), "offset": offset, "tag": tag, "reason": reason}
+                    )
                 bar.update(chunk.count)
             bar.close()
             skipped_total = Counter()
@@ -282,23 +310,48 @@ def pack(
             written = sum(st.written for st in stats.values())
             counted = written + sum(skipped_total.values())
             # every record read is written or skipped with a reason: say so, or refuse to finish
-            framing = sum(n for r, n in skipped_total.items() if r.startswith("corrupt framing"))
-            if counted - framing != meta["records"]:
+            framed = sum(n for r, n in skipped_total.items() if r.startswith(FRAMING_SKIP))
+            if counted - framed != meta["records"]:
                 raise RuntimeError(
-                    f"{out}: {meta['records']} records read but {counted - framing} accounted for"
+                    f"{out}: {meta['records']} records read but {counted - framed} accounted for"
                 )
             if written == 0:
-                raise ValueError(
-                    f"{out}: no record of the sources is in charset {options.charset.name}"
-                )
+                raise ValueError(f"{out}: nothing to pack: {_why_empty(stats)}")
+            if report_file:
+                try:
+                    report_file.close()  # a full disk shows here, before the LMDB is in place
+                except OSError as e:
+                    raise OutputError(report, write_failure(report.parent, e)) from None
             writer.finish(meta)
+            if report_tmp:
+                os.replace(report_tmp, report)
     finally:
         if pool is not None:
             pool.terminate()
         if report_file:
             report_file.close()
+            report_tmp.unlink(missing_ok=True)  # gone once renamed: only a failed pack's is left
     meta["num_samples"] = written
     return meta
+
+
+def _why_empty(stats: dict[Path, SourceStats]) -> str:
+    """A truthful reason for a pack with no sample: empty files, corrupt ones, or the skips."""
+    files = []
+    for path, st in stats.items():
+        if st.records == 0:  # nothing framed: the file is empty, or corrupt from its start
+            files.append(
+                f"{path} is empty" if not st.skipped else f"{path}: {next(iter(st.skipped))}"
+            )
+    parts = files[:3] + ([f"{len(files) - 3} more such file(s)"] if len(files) > 3 else [])
+    records = sum(st.records for st in stats.values())
+    if records:
+        reasons: Counter = Counter()
+        for st in stats.values():
+            reasons.update(st.skipped)
+        top = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
+        parts.append(f"{records} record(s) read, all skipped ({top})")
+    return "; ".join(parts)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -346,7 +399,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="replace OUT if it exists",
+        help="replace OUT if it is an LMDB made by hccr-data (anything else is refused)",
     )
     parser.add_argument(
         "--progress",
@@ -357,6 +410,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out, args.overwrite)  # refuse a bad target before reading any source
     sources = find_sources(args.sources)
     if args.writers:
         keep = parse_writer_ranges(args.writers)

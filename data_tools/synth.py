@@ -21,6 +21,7 @@ import argparse
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -176,6 +177,11 @@ def write_synth(
         gnt_thread = threading.Thread(target=_write, daemon=True)
         gnt_thread.start()
     writer = LmdbWriter(out, overwrite=overwrite) if out is not None else None
+    for stale in writer.stale_removed if writer is not None else ():
+        print(
+            f"hccr-data synth: note: removed {stale}, left by a run that no longer runs",
+            file=sys.stderr,
+        )
     try:
         bar = tqdm(total=total, unit="img", desc="synth", disable=not progress, smoothing=0.05)
         for chunk in generate(charset, faces, cfg, workers, want_gnt=gnt_path is not None):

@@ -88,7 +88,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    # A group kill (`timeout`, `kill -- -PGID`, a container stop) ends the DataLoader workers
+    # too. PyTorch's SIGCHLD handler would then raise "worker killed by signal" in the middle of
+    # the teardown, a traceback after "terminated": their end is expected now, so that handler
+    # is set aside. A no-op, not SIG_DFL: a SIGCHLD already pending still finds a Python handler
+    # (without one, Python prints "Signal 17 ignored due to race condition").
+    current = signal.getsignal(signal.SIGCHLD)
+    if current not in (signal.SIG_DFL, signal.SIG_IGN, None, _ignore_signal):
+        _sigchld_set_aside.append(signal.signal(signal.SIGCHLD, _ignore_signal))
     raise Terminated
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    pass
 
 
 def _default_sigterm_across_fork() -> None:
@@ -113,6 +125,7 @@ def _in_main_thread() -> bool:
 
 
 _forking: list[bool] = []  # set while the parent forks with its handler set aside
+_sigchld_set_aside: list[object] = []  # the SIGCHLD handler a SIGTERM set aside, restored after
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(
         before=_default_sigterm_across_fork,
@@ -144,6 +157,8 @@ def run_cli(prog: str, commands: dict[str, str], argv: Sequence[str] | None = No
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
+            while _sigchld_set_aside:  # the run's workers are gone; later DataLoaders need it
+                signal.signal(signal.SIGCHLD, _sigchld_set_aside.pop())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
 from collections.abc import Callable
 
 import torch
@@ -113,6 +112,7 @@ def train_one_epoch(
     channels_last: bool = False,
     progress: bool = False,
     desc: str = "train",
+    sums: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """One pass over `loader`; returns the mean of every named loss term.
 
@@ -124,13 +124,15 @@ def train_one_epoch(
         after_step: called with the global step index after each optimizer step.
         start_step: global step index of this epoch's first batch.
         amp: bf16 autocast where it pays (`bf16_autocast_pays`; bf16 needs no loss scaling).
+        sums: running sums of the loss terms and the step count ("steps") over the epoch,
+            updated in place: a resumed epoch passes the ones its checkpoint saved, so that
+            the mean it returns covers the whole epoch.
     """
     model.train()
     if isinstance(objective, nn.Module):
         objective.train()
     use_amp = amp and bf16_autocast_pays(device)
-    totals: dict[str, float] = defaultdict(float)
-    steps = 0
+    totals = sums if sums is not None else {}
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
     for step, (images, labels) in enumerate(bar, start=start_step):
         if lr_at is not None:
@@ -150,10 +152,11 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         for name, value in losses.items():
-            totals[name] += float(value.detach())
-        steps += 1
+            totals[name] = totals.get(name, 0.0) + float(value.detach())
+        totals["steps"] = totals.get("steps", 0) + 1
         if after_step is not None:
             after_step(step)
         if progress:
-            bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
-    return {name: total / max(steps, 1) for name, total in totals.items()}
+            bar.set_postfix(loss=f"{totals['loss'] / totals['steps']:.3f}")
+    steps = max(totals.get("steps", 0), 1)
+    return {name: total / steps for name, total in totals.items() if name != "steps"}

@@ -66,11 +66,13 @@ def evaluate(
 
     Args:
         labels_to_model: optional map from the loader's label indices to the model's classes
-            (see label_map); a label mapped to -1 counts as a miss.
+            (see label_map); a label mapped to -1 is one the model cannot answer: it is left
+            out of the scores and counted under "outside".
         amp: bf16 autocast (used on CUDA only).
 
     Returns:
-        {"top1", "top5", "top10", "n"}; k is clipped to the number of classes.
+        {"top1", "top5", "top10", "n"}, plus "outside" with `labels_to_model`; k is clipped to
+        the number of classes.
     """
     if device is None:
         device = next(model.parameters()).device
@@ -78,7 +80,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     correct = {k: 0 for k in TOP_K}
-    n = 0
+    n = outside = 0
     use_amp = amp and device.type == "cuda"
     for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
         x = to_model_input(images.to(device, non_blocking=True))
@@ -87,15 +89,23 @@ def evaluate(
         labels = labels.to(device)
         if labels_to_model is not None:
             labels = labels_to_model.to(device)[labels]
+            known = labels >= 0
+            if not bool(known.all()):  # not scored, as `hccr recognize` does
+                outside += int((~known).sum())
+                x, labels = x[known], labels[known]
+                if labels.numel() == 0:
+                    continue
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = model(x)
         k_max = min(max(TOP_K), logits.shape[1])
         top = logits.float().topk(k_max, dim=1).indices  # (B, k_max)
-        hits = top.eq(labels[:, None])  # (B, k_max); a -1 label never hits
+        hits = top.eq(labels[:, None])  # (B, k_max)
         for k in TOP_K:
             correct[k] += int(hits[:, : min(k, k_max)].any(dim=1).sum())
         n += labels.shape[0]
     model.train(was_training)
     result: dict[str, Any] = {f"top{k}": (correct[k] / n if n else 0.0) for k in TOP_K}
     result["n"] = n
+    if labels_to_model is not None:
+        result["outside"] = outside
     return result

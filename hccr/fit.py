@@ -83,6 +83,8 @@ class RunState:
     optimizer: Optimizer
     start_epoch: int = 0
     samples_done: int = 0  # per rank, of start_epoch, when resuming inside an epoch
+    # the loss sums of start_epoch's trained part, so its logged mean covers all of the epoch
+    resumed_sums: dict[str, float] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=lambda: {"top1": -1.0})
     steps_per_epoch: int = 1
     warmup_steps: int = 0
@@ -186,6 +188,8 @@ def _load_checkpoint(state: RunState) -> None:
     state.best = dict(checkpoint.get("best") or state.best)
     if checkpoint.get("world_size", state.env.world_size) == state.env.world_size:
         state.samples_done = int(checkpoint.get("samples_done", 0))
+        if state.samples_done:
+            state.resumed_sums = dict(checkpoint.get("loss_sums") or {})
 
 
 def _loaders(
@@ -224,6 +228,7 @@ class _PeriodicCheckpoint:
 
     def __init__(self, state: RunState) -> None:
         self.state, self.epoch = state, 0
+        self.sums: dict[str, float] = {}  # the running epoch's loss sums (train_one_epoch's)
         self.interval_s = state.cfg.checkpoint_minutes * 60
         self.last_save = time.monotonic()
 
@@ -234,7 +239,9 @@ class _PeriodicCheckpoint:
         if time.monotonic() - self.last_save < self.interval_s:
             return
         done = (step + 1 - self.epoch * state.steps_per_epoch) * cfg.batch_size
-        atomic_torch_save(state.checkpoint(self.epoch - 1, state.best, done), state.checkpoint_path)
+        checkpoint = state.checkpoint(self.epoch - 1, state.best, done)
+        checkpoint["loss_sums"] = dict(self.sums)
+        atomic_torch_save(checkpoint, state.checkpoint_path)
         self.last_save = time.monotonic()
         if not cfg.progress:  # a run without bars (in the background) still says where it is
             world = state.env.world_size
@@ -271,6 +278,7 @@ def _run_epochs(state: RunState, train_set: Dataset, val_set: Dataset) -> dict[s
         sampler.set_epoch(epoch)
         sampler.skip = state.samples_done if epoch == state.start_epoch else 0
         save_within_epoch.epoch = epoch
+        save_within_epoch.sums = dict(state.resumed_sums) if epoch == state.start_epoch else {}
         started = time.perf_counter()
         train_stats = train_one_epoch(
             state.objective.student,
@@ -285,6 +293,7 @@ def _run_epochs(state: RunState, train_set: Dataset, val_set: Dataset) -> dict[s
             channels_last=cfg.channels_last,
             progress=cfg.progress and env.is_main,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            sums=save_within_epoch.sums,
         )
         if env.is_main:
             seconds = time.perf_counter() - started

@@ -25,7 +25,7 @@ import numpy as np
 from zlib_ng import zlib_ng
 
 from hccr import __version__
-from hccr.atomic import partial_path
+from hccr.atomic import OutputError, partial_path, remove_stale_partials, write_failure
 
 FORMAT_VERSION = 1
 META_KEY = b"__meta__"
@@ -33,10 +33,55 @@ COMMIT_EVERY = 10_000  # records per write transaction
 _INITIAL_MAP_SIZE = 256 << 20  # grown on MDB_MAP_FULL; a 1 TiB default breaks on some filesystems
 _VALUE_HEADER = struct.Struct("<ii")  # label, writer
 REQUIRED_META = ("charset", "num_classes", "image_size", "norm", "sources")
+_LMDB_FILES = frozenset({"data.mdb", "lock.mdb"})  # all an hccr LMDB folder may hold
 
 
 class LmdbFormatError(ValueError):
     """A folder that is not an hccr LMDB, or one whose metadata is incomplete."""
+
+
+def prepare_output(out: str | Path, overwrite: bool = False) -> list[Path]:
+    """`check_output`, then removes what killed runs left of `out`.
+
+    Returns:
+        Stale partial outputs of `out` removed (see `hccr.atomic.remove_stale_partials`).
+    """
+    check_output(out, overwrite)
+    return remove_stale_partials(Path(out))
+
+
+def check_output(out: str | Path, overwrite: bool = False) -> None:
+    """Checks that the LMDB `out` may be written; call it before any work.
+
+    `--overwrite` replaces only an LMDB made by this tool (its `__meta__` record readable, no
+    other files in the folder): anything else there is the user's and is refused.
+    """
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{out}: already exists (pass --overwrite to replace it)")
+        _check_replaceable(out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out}: parent folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"{out}: folder {out.parent} is not writable")
+
+
+def _check_replaceable(out: Path) -> None:
+    refuse = f"{out}: --overwrite replaces only an LMDB made by hccr-data, and this"
+    if out.is_symlink() or not out.is_dir():
+        raise FileExistsError(f"{refuse} is not a folder; not replaced")
+    others = sorted(p.name for p in out.iterdir() if p.name not in _LMDB_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise FileExistsError(f"{refuse} folder holds other files ({shown}); not replaced")
+    try:
+        with open_lmdb(out).begin() as txn:
+            made_here = txn.get(META_KEY) is not None
+    except (LmdbFormatError, lmdb.Error) as e:
+        raise FileExistsError(f"{refuse} is not one ({e}); not replaced") from None
+    if not made_here:
+        raise FileExistsError(f"{refuse} LMDB has no {META_KEY.decode()} record; not replaced")
 
 
 def sample_key(index: int) -> bytes:
@@ -74,12 +119,8 @@ class LmdbWriter:
 
     def __init__(self, out: str | Path, overwrite: bool = False) -> None:
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise FileExistsError(f"{self.out}: already exists (pass --overwrite to replace it)")
-        if not self.out.parent.is_dir():
-            raise FileNotFoundError(f"{self.out}: parent folder {self.out.parent} does not exist")
-        if not os.access(self.out.parent, os.W_OK):
-            raise PermissionError(f"{self.out}: folder {self.out.parent} is not writable")
+        self.overwrite = overwrite
+        self.stale_removed = prepare_output(self.out, overwrite)  # for the caller to report
         self.tmp = partial_path(self.out)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self._map_size = _INITIAL_MAP_SIZE
@@ -133,8 +174,20 @@ class LmdbWriter:
                 break
             except lmdb.MapFullError:
                 self._map_size *= 2
-                self._env.set_mapsize(self._map_size)
+                self._write_step(self._env.set_mapsize, self._map_size)
+            except (lmdb.Error, OSError) as e:  # disk full, I/O error: one line naming `out`
+                raise self._write_error(e) from None
         self._pending = []
+
+    def _write_error(self, error: BaseException) -> OutputError:
+        # the reason is read before the caller's abort() frees the space
+        return OutputError(self.out, write_failure(self.out.parent, error))
+
+    def _write_step(self, step: Any, *args: Any) -> Any:
+        try:
+            return step(*args)
+        except (lmdb.Error, OSError) as e:
+            raise self._write_error(e) from None
 
     def finish(self, meta: dict[str, Any]) -> Path:
         """Writes the metadata record, compacts, and renames the database into place."""
@@ -151,19 +204,22 @@ class LmdbWriter:
         self._flush(extra=(META_KEY, json.dumps(meta, ensure_ascii=False).encode()))
         compact = self.tmp.with_name(self.tmp.name + "-compact")
         shutil.rmtree(compact, ignore_errors=True)
-        compact.mkdir()
         try:
-            self._env.sync(True)
-            self._env.copy(str(compact), compact=True)
+            compact.mkdir()
+            self._write_step(self._env.sync, True)
+            self._write_step(self._env.copy, str(compact), True)
         except BaseException:
             shutil.rmtree(compact, ignore_errors=True)
             raise
         self._env.close()
         self._env = None
         shutil.rmtree(self.tmp)
-        if self.out.exists():
+        if self.out.exists() or self.out.is_symlink():  # checked at the start; made since?
+            if not self.overwrite:
+                raise FileExistsError(f"{self.out}: appeared while this database was written")
+            _check_replaceable(self.out)
             shutil.rmtree(self.out)
-        os.rename(compact, self.out)
+        self._write_step(os.rename, compact, self.out)
         return self.out
 
     def abort(self) -> None:
@@ -189,18 +245,51 @@ def open_lmdb(path: str | Path) -> lmdb.Environment:
     data = path / "data.mdb"
     if not data.is_file():
         raise LmdbFormatError(f"{path}: not an LMDB folder (no data.mdb)")
-    key, inode, pid = os.path.realpath(path), data.stat().st_ino, os.getpid()
+    st = data.stat()
+    key, inode, pid = os.path.realpath(path), st.st_ino, os.getpid()
     cached = _open_envs.get(key)
     if cached is not None:
         if cached[:2] == (pid, inode):
+            _check_size(path, cached[2], st.st_size)  # one stat: truncated since it was opened?
             return cached[2]
         # Replaced database (packed again with --overwrite), or inherited through fork: close the
         # old handle first, since py-lmdb refuses a second open of the same files per process.
         cached[2].close()
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+        del _open_envs[key]
+    if st.st_size == 0:
+        raise LmdbFormatError(f"{path}: damaged LMDB: data.mdb is empty")
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as e:
+        raise LmdbFormatError(
+            f"{path}: damaged LMDB, cannot be opened ({_lmdb_reason(e)})"
+        ) from None
+    try:
+        _check_size(path, env, st.st_size)
+    except LmdbFormatError:
+        env.close()
+        raise
     _open_envs[key] = (pid, inode, env)
     _prefetch(data, (key, inode))
     return env
+
+
+def _lmdb_reason(error: lmdb.Error) -> str:
+    # py-lmdb prefixes the path ("DB.lmdb: MDB_INVALID: File is not an LMDB file"); keep the rest
+    return str(error).rsplit(": ", 1)[-1]
+
+
+def _check_size(path: Path, env: lmdb.Environment, file_size: int) -> None:
+    """A file shorter than its own page count is truncated; reading it through the memory map
+    would kill the process with SIGBUS, so it is refused before any page past the header is read.
+    The header (two meta pages) is read with plain reads by lmdb.open."""
+    page_size = env.stat()["psize"]
+    needed = (env.info()["last_pgno"] + 1) * page_size
+    if file_size < needed:
+        raise LmdbFormatError(
+            f"{path}: damaged LMDB: data.mdb is {file_size:,} bytes but its pages need "
+            f"{needed:,} (truncated copy?)"
+        )
 
 
 def _prefetch(data: Path, key: tuple[str, int]) -> None:

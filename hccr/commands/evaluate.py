@@ -2,7 +2,9 @@
 
 MODEL is a bundle folder, a training run folder, or the name of a bundle in models/. The
 LMDB's image size and normalisation must match the model's (one-line error otherwise); an
-LMDB with another charset is scored by character (characters the model lacks count as misses).
+LMDB with another charset is scored by character: samples whose label the model does not know
+are not scored, their count is printed in a note (and is "outside" in the JSON), and an LMDB with
+no class in common with the model is an error.
 
 Example:
   hccr eval runs/student --data test.lmdb --json   # {"top1": ..., "top5": ..., "top10": ..., "n": ...}
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 from torch.utils.data import DataLoader
@@ -32,13 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hccr.bundle import load_bundle, resolve_model
     from hccr.dataset import LmdbDataset
-    from hccr.evaluate import check_data_matches, evaluate, label_map
+    from hccr.evaluate import DataMismatchError, check_data_matches, evaluate, label_map
 
     path = resolve_model(args.model)
     bundle = load_bundle(path)
     dataset = LmdbDataset(args.data)
     check_data_matches(args.data, dataset.norm, bundle.norm, str(path))
     mapping = label_map(dataset.charset, bundle.charset)
+    if mapping is not None and not bool((mapping >= 0).any()):
+        raise DataMismatchError(
+            f"{args.data}: none of its {len(dataset.charset)} classes is one of the "
+            f"{len(bundle.charset)} classes of model {path}; nothing to score"
+        )
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     loader = DataLoader(
         dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=False
@@ -51,6 +59,18 @@ def run(args: argparse.Namespace) -> int:
         amp=True,
         progress=args.progress,
     )
+    outside = scores.get("outside", 0)
+    if scores["n"] == 0 and outside:
+        raise DataMismatchError(
+            f"{args.data}: no sample has a label among the {len(bundle.charset)} classes of "
+            f"model {path}; nothing to score"
+        )
+    if outside:
+        print(
+            f"hccr eval: note: {outside} sample(s) with labels outside the model's charset "
+            f"({len(bundle.charset)} classes) were not scored",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(scores))
     else:

@@ -3,7 +3,9 @@
 Each character gets one output line (table, csv or jsonl), streamed as batches finish, with a
 progress bar on stderr. `.gnt` and `.lmdb` samples carry their label, so accuracy is printed at
 the end. An unreadable, non-image or empty file, or a corrupt `.gnt` record, gets a line on
-stderr naming the path (and byte offset); the run goes on and exits 1 with a count of failures.
+stderr naming the path (and byte offset); the run goes on (in a `.gnt`, with the next record when
+the bad one's size field still frames it) and exits 1 with a count of failures. `jsonl` escapes
+file names that are not UTF-8 (`\\udcff`), so every line parses.
 Folders are searched recursively for images, `.gnt` files and `.lmdb` folders.
 
   hccr recognize scans/ --format csv > out.csv
@@ -13,8 +15,6 @@ Folders are searched recursively for images, `.gnt` files and `.lmdb` folders.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 import time
@@ -22,16 +22,17 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from hccr.commands.result_writer import FORMATS, ResultWriter
 
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
     ".pnm",
 )  # fmt: skip
-FORMATS = ("table", "csv", "jsonl")
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class RecognizeDataset(IterableDataset):
         return _item(path, None, None, image=torch.from_numpy(image).unsqueeze(0))
 
     def _iter_gnt(self, path: Path) -> Iterator:
-        from hccr.casia import iter_gnt
+        from hccr.casia import CasiaFormatError, iter_gnt, scan_records
         from hccr.preprocess import EmptyImageError, ink_from_white_background, normalize
 
         def sample(i: int, record) -> dict:
@@ -151,15 +152,36 @@ class RecognizeDataset(IterableDataset):
                 return _item(path, i, record.char, error=f"{where}: empty bitmap (no ink)")
             return _item(path, i, record.char, image=torch.from_numpy(image).unsqueeze(0))
 
-        next_index = 0
+        def failed(i: int, message: str) -> Iterator:
+            message = message if message.startswith(str(path)) else f"{path}: {message}"
+            yield lambda: _item(path, i, None, error=message)
+
         try:
-            for i, record in enumerate(iter_gnt(path)):
-                yield lambda i=i, record=record: sample(i, record)
-                next_index = i + 1
-        except (ValueError, OSError) as e:  # CasiaFormatError names the path and byte offset
-            message = str(e) if str(path) in str(e) else f"{path}: {e}"
-            # once a record is corrupt the rest of the file cannot be framed: one line for it all
-            yield lambda: _item(path, next_index, None, error=f"{message} (rest of file skipped)")
+            if path.stat().st_size == 0:
+                yield from failed(0, "empty file (no records)")
+                return
+        except OSError as e:
+            yield from failed(0, f"cannot read: {e.strerror or e}")
+            return
+        index, start = 0, 0
+        while True:
+            try:
+                for record in iter_gnt(path, start):
+                    yield lambda i=index, record=record: sample(i, record)
+                    index += 1
+                return
+            except CasiaFormatError as e:
+                # A bad record whose size field still frames it (bad width, height or bitmap):
+                # report it and go on with the next one, as `hccr-data pack --skip-bad` does.
+                following = _next_record(scan_records, path, e.offset)
+                if following is None:  # the framing itself is broken: nothing more to read
+                    yield from failed(index, f"{e} (rest of file skipped)")
+                    return
+                yield from failed(index, str(e))
+                index, start = index + 1, following
+            except (ValueError, OSError) as e:
+                yield from failed(index, f"{e} (rest of file skipped)")
+                return
 
     def _iter_lmdb(self, path: Path) -> Iterator:
         # The format module, not LmdbDataset: that one carries training augmentation (torchvision,
@@ -179,7 +201,7 @@ class RecognizeDataset(IterableDataset):
             renormalize = NormConfig.from_dict(meta["norm"]) != self.norm
             chars = list(meta["charset"])
         except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
-            message = f"{path}: cannot open LMDB: {e}"
+            message = str(e) if str(e).startswith(str(path)) else f"{path}: cannot open LMDB: {e}"
             yield lambda: _item(path, None, None, error=message)
             return
 
@@ -201,6 +223,19 @@ class RecognizeDataset(IterableDataset):
 
         for i in range(count):
             yield lambda i=i: sample(i)
+
+
+def _next_record(scan_records: Any, path: Path, offset: int) -> int | None:
+    """Byte offset of the record after the one at `offset`, or None when its size field does
+    not frame it (or it was the last)."""
+    from hccr.casia import CasiaFormatError
+
+    offsets = scan_records(path, offset)
+    try:
+        next(offsets)  # the bad record itself: raises when its size field is what is wrong
+        return next(offsets, None)
+    except CasiaFormatError:
+        return None
 
 
 def _count_items(sources: Sequence[Source]) -> int | None:
@@ -227,47 +262,6 @@ def collate(items: list[dict]) -> dict:
     batch = {key: [it[key] for it in items] for key in ("source", "index", "label", "error")}
     batch["images"] = torch.stack(images) if images else None
     return batch
-
-
-class _Writer:
-    """Writes one line per recognised character in the chosen format."""
-
-    def __init__(self, out: TextIO, fmt: str, topk: int, source_width: int) -> None:
-        self.out, self.fmt, self.topk = out, fmt, topk
-        self.source_width = max(6, min(source_width, 60))
-        if fmt == "csv":
-            self._csv = csv.writer(out, lineterminator="\n")
-            header = ["source", "index", "label"]
-            for r in range(1, topk + 1):
-                header += [f"char{r}", f"prob{r}"]
-            self._csv.writerow(header)
-        elif fmt == "table":
-            w = self.source_width
-            out.write(f"{'SOURCE':<{w}}  {'INDEX':>6}  LABEL  TOP-{topk}\n")
-
-    def write(self, source: str, index: int | None, label: str | None, top: list) -> None:
-        if self.fmt == "jsonl":
-            record = {
-                "source": source,
-                "index": index,
-                "label": label,
-                "top": [{"char": c.char, "prob": round(c.prob, 6)} for c in top],
-            }
-            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        elif self.fmt == "csv":
-            row: list[Any] = [source, "" if index is None else index, label or ""]
-            for c in top:
-                row += [c.char, f"{c.prob:.6f}"]
-            self._csv.writerow(row)
-        else:
-            w = self.source_width
-            shown = source if len(source) <= w else "..." + source[-(w - 3) :]
-            idx = "-" if index is None else str(index)
-            lab = label or "-"
-            cands = "  ".join(f"{c.char} {c.prob:.3f}" for c in top)
-            # a CJK label is two columns wide: pad to the LABEL header's five columns
-            pad = 5 - sum(2 if ord(ch) > 0x2E80 else 1 for ch in lab)
-            self.out.write(f"{shown:<{w}}  {idx:>6}  {lab}{' ' * max(pad, 0)}  {cands}\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -338,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = sys.stdout
     fmt = args.fmt or ("table" if out.isatty() else "jsonl")
-    writer = _Writer(out, fmt, args.topk, max((len(str(s.path)) for s in sources), default=6))
+    writer = ResultWriter(out, fmt, args.topk, max((len(str(s.path)) for s in sources), default=6))
     # Worker start-up costs more than it saves on a handful of images.
     small = all(s.kind == "image" for s in sources) and len(sources) <= args.batch_size
     workers = 0 if small else max(args.workers, 0)
@@ -369,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
                     labelled += 1
                     correct1 += top[0].char == label
                     correctk += any(c.char == label for c in top)
-            out.flush()
+            writer.flush()
             bar.update(len(batch["source"]))
     except BrokenPipeError:  # `hccr recognize ... | head`: the reader is gone, stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
