@@ -73,22 +73,33 @@ class SampleMaker:
         self._glyphs: list[tuple[int, np.ndarray, tuple[float, int]]] = []  # face, glyph, profile
         self._skeletons: dict[int, np.ndarray] = {}
         self._template: styles.StrokeTemplate | None = None
-        self.missing: list[str] = []  # face names lacking the current char
+        # (face name, reason in fonts.SKIP_REASONS) of every face that cannot draw the current
+        # char: that face is skipped for it, never drawn blank or as tofu
+        self.missing: list[tuple[str, str]] = []
 
     def _use_char(self, ch: str) -> None:
         if ch == self._char:
             return
         if self._fonts is None:
-            self._fonts = [GlyphFont(face, size=FONT_PX) for face in self.faces]
+            self._fonts = [_open(face) for face in self.faces]
         self._char, self._glyphs, self._skeletons, self.missing = ch, [], {}, []
         medians = self.medians.get(ch)
-        self._template = styles.StrokeTemplate.from_medians(medians) if medians else None
+        self._template = (
+            styles.StrokeTemplate.from_medians(medians, self.medians.radicals(ch))
+            if medians
+            else None
+        )
         for i, font in enumerate(self._fonts):
-            glyph = font.render(ch)
+            glyph, reason = font.check(ch) if font is not None else (None, "load_error")
             if glyph is None:
-                self.missing.append(font.face.name)
+                self.missing.append((self.faces[i].name, reason))
             else:
                 self._glyphs.append((i, glyph, styles.thinning_profile(glyph)))
+
+    def stroke_template(self, ch: str) -> styles.StrokeTemplate | None:
+        """The class's resampled medians (None without stroke data)."""
+        self._use_char(ch)
+        return self._template
 
     def available_styles(self, ch: str) -> dict[str, float]:
         self._use_char(ch)
@@ -129,6 +140,13 @@ class SampleMaker:
             except EmptyImageError:
                 continue  # the same rng draws again: still deterministic
         raise SynthError(f"{ch!r}: {_MAX_TRIES} empty samples in a row")
+
+
+def _open(face: FontFace) -> GlyphFont | None:
+    try:
+        return GlyphFont(face, size=FONT_PX)
+    except OSError:  # counted as `load_error` for every character, the run goes on
+        return None
 
 
 def _pick(items: list, weights: list[float], rng: np.random.Generator):

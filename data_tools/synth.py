@@ -21,8 +21,9 @@ import argparse
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from data_tools.fonts import (
     MissingFontsError,
     discover_fonts,
     fonts_for_split,
+    handwriting_fonts_hint,
 )
 from data_tools.sampler import (
     SPLITS,
@@ -157,7 +159,7 @@ def write_synth(
     _check_coverable(charset, faces, cfg)
     total = len(charset) * cfg.per_char
     style_counts: Counter = Counter()
-    missing: Counter = Counter()
+    missing: dict[str, Counter] = defaultdict(Counter)
     writer_ids: set[int] = set()
     gnt_queue: queue.Queue | None = None
     gnt_thread = None
@@ -187,7 +189,8 @@ def write_synth(
                 for bitmap in chunk["gnt"]:
                     gnt_queue.put((ch, bitmap))
             style_counts.update(chunk["styles"])
-            missing.update(chunk["missing"])
+            for name, reason in chunk["missing"]:
+                missing[name][reason] += 1
             writer_ids.update(chunk["writers"])
             bar.update(len(chunk["values"]))
         bar.close()
@@ -200,7 +203,10 @@ def write_synth(
             "style_counts": dict(style_counts),
             "fonts": [f.name for f in faces],
             "holdout_font_families": list(HOLDOUT_FAMILIES),
-            "font_missing_chars": {name: missing.get(name, 0) for name in (f.name for f in faces)},
+            "fonts_detail": [f.describe() for f in faces],
+            "font_missing_chars": {f.name: sum(missing[f.name].values()) for f in faces},
+            # characters each face could not draw, by reason (fonts.SKIP_REASONS): skipped
+            "font_skipped": {f.name: dict(missing[f.name]) for f in faces if missing[f.name]},
             "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
             + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
         }
@@ -351,6 +357,9 @@ def run(args: argparse.Namespace) -> int:
         if {"font", "skeleton"} & set(cfg.styles):
             raise
         faces = []  # stroke data alone needs no font
+    hint = handwriting_fonts_hint(faces) if {"font", "skeleton"} & set(cfg.styles) else None
+    if hint:
+        print(f"hccr-data synth: note: {hint}", file=sys.stderr)
     if args.preview is not None:
         Image.fromarray(preview_sheet(charset, faces, cfg, count=args.preview_count)).save(
             args.preview
