@@ -14,6 +14,7 @@ MIT licence is the repackager's and cannot license the font.
 
     hccr-data fonts install            # into ~/.cache/hccr/fonts (or $HCCR_FONT_DIR)
     hccr-data fonts list               # what is installed, with licences and coverage
+    hccr-data fonts sheet -o fonts.png # the same characters in every font, one row per font
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from data_tools.fonts import FONT_CACHE, INDEX_NAME, load_split_index
+import numpy as np
+
+from data_tools.fonts import FONT_CACHE, INDEX_NAME, GlyphFont, discover_fonts, load_split_index
+
+SHEET_CHARS = "永我的是这说们谢赢龄鹰酬翻骤餐薄藏爱國学"  # simplified-only ones included
 
 
 @dataclass(frozen=True)
@@ -176,8 +181,36 @@ def _ranges(cmap: dict[int, int]) -> list[list[int]]:
     return out
 
 
+def contact_sheet(chars: str = SHEET_CHARS, cell: int = 64, cache: Path = FONT_CACHE) -> np.ndarray:
+    """Every discovered face (system and cache) drawing `chars`: one row per face, its name on
+    the left; a missing glyph is a grey cell. Dark ink on white."""
+    from PIL import Image, ImageDraw
+
+    faces = discover_fonts(cache=cache)
+    label_w = 200
+    sheet = Image.new("L", (label_w + cell * len(chars), cell * len(faces)), 255)
+    draw = ImageDraw.Draw(sheet)
+    for row, face in enumerate(faces):
+        font = GlyphFont(face, size=cell - 8)
+        draw.text((4, row * cell + cell // 2 - 6), face.name[:30], fill=0)
+        for col, ch in enumerate(chars):
+            x, y = label_w + col * cell, row * cell
+            glyph = font.render(ch)
+            if glyph is None:
+                draw.rectangle((x + 4, y + 4, x + cell - 4, y + cell - 4), fill=200)
+                continue
+            tile = Image.fromarray(255 - glyph)
+            tile.thumbnail((cell - 4, cell - 4))
+            sheet.paste(tile, (x + (cell - tile.width) // 2, y + (cell - tile.height) // 2))
+    return np.asarray(sheet)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("install", "list"), help="install or list the fonts")
+    parser.add_argument(
+        "action", choices=("install", "list", "sheet"), help="install, list or show the fonts"
+    )
+    parser.add_argument("-o", "--output", type=Path, default=Path("fonts.png"),
+                        help="sheet: the PNG to write (default: %(default)s)")  # fmt: skip
     parser.add_argument(
         "--dir",
         type=Path,
@@ -190,6 +223,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action == "install":
         install(args.dir, force=args.force)  # errors: one line from run_cli
+        return 0
+    if args.action == "sheet":
+        from PIL import Image
+
+        Image.fromarray(contact_sheet(cache=args.dir)).save(args.output)
+        print(f"{args.output}: {SHEET_CHARS} in every installed CJK font")
         return 0
     found = sorted(p.parent for p in args.dir.glob(f"*/{INDEX_NAME}")) if args.dir.is_dir() else []
     if not found:

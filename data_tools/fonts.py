@@ -251,6 +251,7 @@ class GlyphFont:
             info = load_split_index(face.path)
             self._files = [str(Path(face.path) / f) for f in info["files"]]
             r = np.asarray(info["ranges"], np.int64).reshape(-1, 3)
+            r = r[np.argsort(r[:, 0], kind="stable")]  # searched by first code point
             self._first, self._last, self._file = r[:, 0], r[:, 1], r[:, 2]
         else:
             self._files = [face.path]

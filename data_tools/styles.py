@@ -225,7 +225,7 @@ def render_stroke_sample(
     # ballpoint on paper, set so that stroke widths and ink levels fall in the range of real
     # scans (python -m data_tools.measure_ink: width 4.7-8.6% of the box, 10-90% quantiles;
     # ink levels 39-218): a steady ink level a little below saturation, varying per stroke
-    base = rng.uniform(150.0, 240.0)
+    base = rng.uniform(165.0, 240.0)
     levels = np.clip(base + rng.normal(0.0, 12.0, len(strokes)), 60, 255).astype(int)
     pen_width = rng.uniform(0.020, 0.040)
     pressure = pressure if rng.random() < 0.5 else None  # else a steady ballpoint
@@ -349,7 +349,7 @@ def render_font_sample(
         mask = cv2.resize(rng.random((3, 3)).astype(np.float32), (CANVAS, CANVAS)) > 0.6
         ink = np.where(mask, cv2.dilate(ink, kernel), ink)
     # a pen's ink, not a saturated print: the scans' ink levels (data_tools/measure_ink.py)
-    ink = (ink * np.float32(rng.uniform(0.6, 0.94))).astype(np.uint8)
+    ink = (ink * np.float32(rng.uniform(0.65, 0.94))).astype(np.uint8)
     return scan_finish(ink, rng)
 
 
