@@ -240,14 +240,15 @@ class GlyphFont:
     Raises OSError only for a single-file face whose file cannot be opened.
     """
 
-    _MAX_OPEN = 16  # split subsets kept open: a class needs one per face
+    _MAX_OPEN = 256  # split subsets kept open (TTF files, memory-mapped by FreeType)
 
     def __init__(self, face: FontFace, size: int = 96) -> None:
         self.face = face
         self.size = size
         self._fonts: dict[int, ImageFont.FreeTypeFont | None] = {}
         self._notdef: dict[int, np.ndarray] = {}
-        if face.is_split:
+        self._split = face.is_split
+        if self._split:
             info = load_split_index(face.path)
             self._files = [str(Path(face.path) / f) for f in info["files"]]
             r = np.asarray(info["ranges"], np.int64).reshape(-1, 3)
@@ -258,7 +259,7 @@ class GlyphFont:
             self._fonts[0] = ImageFont.truetype(face.path, size, index=face.index)
 
     def _file_of(self, ch: str) -> int | None:
-        if not self.face.is_split:
+        if not self._split:
             return 0
         cp = ord(ch)
         i = int(np.searchsorted(self._first, cp, side="right")) - 1
@@ -292,10 +293,11 @@ class GlyphFont:
         rows = np.flatnonzero(img.max(axis=1) > 32)
         if rows.size == 0:
             return None, "empty_outline"
-        if k not in self._notdef:
-            self._notdef[k] = self._draw(_MISSING_CODEPOINT, font)
-        if np.array_equal(img, self._notdef[k]):
-            return None, "notdef"
+        if not self._split:  # a split face's cmap has said the glyph is there
+            if k not in self._notdef:
+                self._notdef[k] = self._draw(_MISSING_CODEPOINT, font)
+            if np.array_equal(img, self._notdef[k]):
+                return None, "notdef"
         cols = np.flatnonzero(img.max(axis=0) > 32)
         return np.ascontiguousarray(img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]), None
 
