@@ -162,8 +162,8 @@ def _faces_from_dirs(dirs: Iterable[str | Path]) -> list[FontFace]:
     faces = []
     for d in dirs:
         for path in sorted(Path(d).rglob("*")) if Path(d).is_dir() else []:
-            if path.suffix.lower() not in _FONT_SUFFIXES:
-                continue
+            if path.suffix.lower() not in _FONT_SUFFIXES or (path.parent / INDEX_NAME).exists():
+                continue  # a split font's subsets are read through its index, as one face
             for index in range(64):  # faces of a collection, until FreeType says there is none
                 try:
                     font = ImageFont.truetype(str(path), 16, index=index)

@@ -100,12 +100,6 @@ def _bridges(a: np.ndarray, b: np.ndarray, bend: np.ndarray) -> np.ndarray:
     return (1 - t) ** 2 * a[:, None] + 2 * (1 - t) * t * ctrl[:, None] + t**2 * b[:, None]
 
 
-def _deviation(group: str, key: str, u: np.ndarray) -> np.ndarray:
-    # a fitted value's departure from the writer's median value (0 at u = 0.5)
-    stats = load_writer_stats()
-    return stats.draw(group, key, u) - stats.medians[(group, key)]
-
-
 def perturb_strokes(
     template: StrokeTemplate, rng: np.random.Generator
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -128,22 +122,25 @@ def perturb_strokes(
     un = rng.random((11, n))
     zn = rng.standard_normal(n)
     g = rng.standard_normal(4)
-    gu = rng.random(12)
+    gu = rng.random(17)
     cursive = gu[0] ** 0.7  # one knob for this "writer": joins, rounding, departures
     shape = _SHAPE_SHARE * cursive
-    draw = stats.draw
-    # per-stroke parameters, gathered to the points in one indexing operation
-    ang = _deviation("stroke", "angle", un[2]) * shape
-    scale = np.exp(_deviation("stroke", "log_length", un[3]) * shape)
+    # per-stroke departures from the fitted medians (rows 0-6), GROUPS["stroke"] order:
+    # start_cut, end_cut, angle, log_length, shift_x, shift_y, bow
+    dev = stats.deviations("stroke", un[:7])
+    cut0 = stats.medians[("stroke", "start_cut")]
+    cut1 = stats.medians[("stroke", "end_cut")]
+    ang = dev[2] * shape
+    scale = np.exp(dev[3] * shape)
     per = np.stack(
         [
-            np.clip(draw("stroke", "start_cut", un[0]) * cursive, 0.0, _MAX_CUT),  # 0, 1: cuts
-            1 - np.clip(draw("stroke", "end_cut", un[1]) * cursive, 0.0, _MAX_CUT),
+            np.clip((dev[0] + cut0) * cursive, 0.0, _MAX_CUT),  # 0, 1: start and end cuts
+            1 - np.clip((dev[1] + cut1) * cursive, 0.0, _MAX_CUT),
             np.cos(ang) * scale,  # 2, 3: rotation and length change about the stroke centre
             np.sin(ang) * scale,
-            _deviation("stroke", "shift_x", un[6]) * shape,  # 4, 5: shift
-            _deviation("stroke", "shift_y", un[7]) * shape,
-            _deviation("stroke", "bow", un[8]) * shape,  # 6: bowing, most in the middle
+            dev[4] * shape,  # 4, 5: shift
+            dev[5] * shape,
+            dev[6] * shape,  # 6: bowing, sideways, most in the stroke's middle
             un[9] * 0.3,  # 7: extra pressure at the start
             un[10] * 0.4,  # 8: taper at the end
             np.exp(zn * 0.12),  # 9: pen pressure of the stroke
@@ -167,11 +164,10 @@ def perturb_strokes(
     elif n >= 3 and gu[1] < 0.6:
         moved = sid >= 1 + int(gu[2] * (n - 1))
     if moved is not None:
-        spread = _SHAPE_SHARE * (0.5 + gu[3])
-        ls, dx, dy = (_deviation("radical", k, u) * spread for k, u in
-                      zip(("log_scale", "shift_x", "shift_y"), gu[4:7], strict=True))  # fmt: skip
-        centre = p[moved].mean(axis=0)
-        p[moved] = (p[moved] - centre) * np.exp(ls) + centre + (dx, dy)
+        ls, dx, dy = stats.deviations("radical", gu[4:7]) * (_SHAPE_SHARE * (0.5 + gu[3]))
+        part = p[moved]
+        centre = part.sum(axis=0) / max(len(part), 1)
+        p[moved] = (part - centre) * np.exp(ls) + centre + (dx, dy)
     # pressure: heavier at the start, tapering at the end, with a slow swing
     w = (1.0 + per[:, 7] * (1 - t) - per[:, 8] * t * t) * per[:, 9]
     w = np.clip(w + 0.1 * np.sin(2 * np.pi * (0.5 + gu[7]) * t), 0.5, 1.3)
@@ -180,14 +176,13 @@ def perturb_strokes(
     # strength, then an elastic bend of the whole character
     habit = -0.5 + 2.0 * gu[8:11]
     slant, rise, log_aspect = (
-        stats.medians[("char", k)] * h + _deviation("char", k, u) * (0.5 + cursive)
-        for k, h, u in zip(("slant", "rise", "log_aspect"), habit, rng.random(3), strict=True)
+        stats.deviations("char", gu[12:15]) * (0.5 + cursive) + stats.median_values("char") * habit
     )
     aspect = np.exp(log_aspect)
     a = np.array([[aspect, slant], [-rise, 1.0 / aspect]])
     p = (p - 0.5) @ a.T + 0.5
     freq = g.reshape(2, 2) * 1.6  # two plane waves, one per axis
-    p += (gu[11] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + un[5, :2] * 2 * np.pi)
+    p += (gu[11] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[15:17] * 2 * np.pi)
     # split back into strokes, joining some into cursive ligatures when the pen would not lift
     counts = np.bincount(sid[keep], minlength=n)
     keep |= (counts < 2)[sid]  # a stroke shortened away is kept whole
@@ -197,9 +192,9 @@ def perturb_strokes(
     first, last = kept[bounds[:-1]], kept[bounds[1:] - 1]
     gap = np.abs(p[first[1:]] - p[last[:-1]]).sum(axis=1)  # stroke i-1's end to stroke i's start
     rate = np.minimum(stats.join_rate(gap) * (2.0 * cursive), _MAX_JOIN)
-    joined = np.concatenate([[False], un[4, 1:] < rate])
+    joined = np.concatenate([[False], un[7, 1:] < rate])
     j = np.flatnonzero(joined)
-    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[5, j] - 0.5) * 0.7)  # (J, B, 2)
+    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[8, j] - 0.5) * 0.7)  # (J, B, 2)
     points = np.concatenate([bridges.reshape(-1, 2), p[kept]])
     weights = np.concatenate([np.full(bridges.shape[0] * bridges.shape[1], 0.6), w[kept]])
     # order: stroke 0, (bridge 1), stroke 1, (bridge 2), ... ; a stable sort keeps point order

@@ -53,6 +53,16 @@ class WriterStats:
         if np.any((self.join_rates < 0) | (self.join_rates > 1)):
             raise WriterStatsError(f"{path}: join rates outside [0, 1]")
         self.medians = {k: float(np.interp(0.5, self.probs, t)) for k, t in self.tables.items()}
+        # per group: (keys, (K, Q) quantile tables, (K, 1) medians) for `deviations`
+        self._stacked = {
+            g: (keys, np.stack([self.tables[(g, k)] for k in keys]),
+                np.array([[self.medians[(g, k)]] for k in keys]))
+            for g, keys in self.GROUPS.items()
+        }  # fmt: skip
+        self._even = bool(
+            np.allclose(self.probs, np.linspace(0.0, 1.0, len(self.probs)), atol=1e-9)
+        )
+        self._rows = np.arange(max(len(k) for k in self.GROUPS.values()))[:, None]
         self.source = str(data.get("source", ""))
 
     @classmethod
@@ -67,6 +77,29 @@ class WriterStats:
     def draw(self, group: str, key: str, u: np.ndarray | float) -> np.ndarray:
         """Inverse CDF: the values at probabilities `u` (any shape)."""
         return np.interp(u, self.probs, self.tables[(group, key)])
+
+    def deviations(self, group: str, u: np.ndarray) -> np.ndarray:
+        """All of a group's distributions at once (keys in GROUPS order): `u` (K, n) uniforms ->
+        (K, n) departures from each distribution's median. One pass instead of K np.interp."""
+        _, tables, medians = self._stacked[group]
+        u = np.asarray(u, np.float64)
+        flat = u.reshape(len(tables), -1)
+        last = len(self.probs) - 2
+        if self._even:  # evenly spaced probabilities: the bin is arithmetic (~10x faster)
+            x = flat * (last + 1)
+            i = np.minimum(x.astype(np.intp), last)
+        else:
+            i = np.searchsorted(self.probs, flat, side="right") - 1
+            i = np.minimum(np.maximum(i, 0), last)
+            x = i + (flat - self.probs[i]) / (self.probs[i + 1] - self.probs[i])
+        w = np.minimum(np.maximum(x - i, 0.0), 1.0)
+        rows = self._rows[: len(tables)]
+        values = tables[rows, i] * (1 - w) + tables[rows, i + 1] * w
+        return (values - medians).reshape(u.shape)
+
+    def median_values(self, group: str) -> np.ndarray:
+        """(K,) the medians of a group's distributions, in GROUPS order."""
+        return self._stacked[group][2][:, 0]
 
     def range(self, group: str, key: str) -> tuple[float, float]:
         t = self.tables[(group, key)]

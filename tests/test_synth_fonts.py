@@ -132,7 +132,7 @@ def test_fonts_install_from_npm_tarballs(tmp_path: Path, monkeypatch, capsys) ->
     assert main(["fonts", "install", "--dir", str(cache)]) == 0
     folder = cache / "test-hand"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "LICENSE", "index.json", "test-hand-1-400-normal.woff2"]  # fmt: skip
+        "LICENSE", "index.json", "test-hand-1-400-normal.ttf"]  # fmt: skip
     (face,) = discover_fonts([cache])
     assert face.family == "Test Hand" and GlyphFont(face, 40).render("字") is not None
     assert GlyphFont(face, 40).check("一") == (None, "not_in_cmap")

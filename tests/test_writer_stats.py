@@ -26,6 +26,10 @@ def test_shipped_stats_load_and_draws_stay_in_range() -> None:
     for (group, key), table in stats.tables.items():
         v = stats.draw(group, key, u)
         assert table[0] <= v.min() and v.max() <= table[-1], (group, key)
+    for group, keys in stats.GROUPS.items():  # the batched draw is the same inverse CDF
+        uu = np.random.default_rng(1).random((len(keys), 100))
+        ref = [stats.draw(group, k, uu[i]) - stats.medians[(group, k)] for i, k in enumerate(keys)]
+        assert np.allclose(stats.deviations(group, uu), ref)
     rates = stats.join_rate(np.linspace(0.0, 3.0, 50))
     assert rates.min() >= 0 and rates.max() <= 1
     assert stats.join_rate(np.array([0.05]))[0] > stats.join_rate(np.array([1.5]))[0]
