@@ -94,7 +94,7 @@ class FontFace:
             (v for k, v in SYSTEM_LICENCES.items() if self.family.startswith(k)), "unknown"
         )
         return {"name": self.name, "family": self.family, "licence": licence,
-                "handwriting": self.is_handwriting}  # fmt: skip
+                "handwriting": self.handwriting, "preferred": self.is_handwriting}  # fmt: skip
 
     @property
     def is_holdout(self) -> bool:
