@@ -70,7 +70,8 @@ class SampleMaker:
         self.medians = load_medians()
         self._fonts: list[GlyphFont] | None = None
         self._char: str | None = None
-        self._glyphs: list[tuple[int, np.ndarray, tuple[float, int]]] = []  # face, glyph, profile
+        self._glyphs: list[tuple[int, np.ndarray]] = []  # (face index, glyph) of the current char
+        self._profiles: dict[int, tuple[float, int]] = {}  # face -> thinning profile, on demand
         self._skeletons: dict[int, np.ndarray] = {}
         self._template: styles.StrokeTemplate | None = None
         # (face name, reason in fonts.SKIP_REASONS) of every face that cannot draw the current
@@ -83,6 +84,7 @@ class SampleMaker:
         if self._fonts is None:
             self._fonts = [_open(face) for face in self.faces]
         self._char, self._glyphs, self._skeletons, self.missing = ch, [], {}, []
+        self._profiles = {}
         medians = self.medians.get(ch)
         self._template = (
             styles.StrokeTemplate.from_medians(medians, self.medians.radicals(ch))
@@ -94,7 +96,7 @@ class SampleMaker:
             if glyph is None:
                 self.missing.append((self.faces[i].name, reason))
             else:
-                self._glyphs.append((i, glyph, styles.thinning_profile(glyph)))
+                self._glyphs.append((i, glyph))
 
     def stroke_template(self, ch: str) -> styles.StrokeTemplate | None:
         """The class's resampled medians (None without stroke data)."""
@@ -122,9 +124,11 @@ class SampleMaker:
             HANDWRITING_FONT_WEIGHT if self.faces[g[0]].is_handwriting else 1.0
             for g in self._glyphs
         ]
-        face, glyph, profile = _pick(self._glyphs, w, rng)
+        face, glyph = _pick(self._glyphs, w, rng)
         if style == "font":
-            return styles.render_font_sample(glyph, profile, rng), style, face
+            if face not in self._profiles:  # skeletonising costs ~3 ms: only for faces drawn
+                self._profiles[face] = styles.thinning_profile(glyph)
+            return styles.render_font_sample(glyph, self._profiles[face], rng), style, face
         if face not in self._skeletons:
             self._skeletons[face] = styles.skeleton_of(glyph)
         return styles.render_skeleton_sample(self._skeletons[face], rng), style, face

@@ -136,7 +136,9 @@ def generate(
     warm_up()  # the normalisation's compiled passes, inherited by forked workers
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(list(faces), cfg)) as pool:
-        yield from pool.imap(_run_chunk, items, chunksize=2)
+        # a class's chunks go to one worker together: each worker sets a class up (its glyphs
+        # in every font) once, not once per chunk (the order of results is unchanged)
+        yield from pool.imap(_run_chunk, items, chunksize=max(1, -(-cfg.per_char // CHUNK)))
 
 
 def write_synth(
