@@ -17,6 +17,7 @@ applied to visual document analysis", ICDAR 2003.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -209,14 +210,27 @@ def perturb_strokes(
 
 
 def render_stroke_sample(
-    template: StrokeTemplate, rng: np.random.Generator, scan: bool | None = None
+    template: StrokeTemplate,
+    rng: np.random.Generator,
+    scan: bool | None = None,
+    perturb: Callable[[StrokeTemplate, np.random.Generator], tuple[list, list]] | None = None,
+    scan_ink: bool = True,
 ) -> np.ndarray:
     """Perturbed medians inked as canvas input (40%) or as a scanned pen sample (60%);
-    `scan` True / False forces one of the two."""
-    strokes, pressure = perturb_strokes(template, rng)
+    `scan` True / False forces one of the two. `perturb` (default `perturb_strokes`) and
+    `scan_ink` (False: the plain ink before scans were measured) exist for ablations."""
+    strokes, pressure = (perturb or perturb_strokes)(template, rng)
     canvas_ink = rng.random() < 0.4
     if not scan and (scan is False or canvas_ink):  # mouse / stylus: one thin uniform pen
         return render_strokes(strokes, pen_width=rng.uniform(0.022, 0.05), canvas=CANVAS)
+    if not scan_ink:  # the ink as it was: saturated half of the time, no texture, no smears
+        levels = rng.integers(150, 256, size=len(strokes)) if rng.random() < 0.5 else None
+        pen_width = rng.uniform(0.024, 0.046)
+        pressure = pressure if rng.random() < 0.5 else None
+        ink = render_strokes(
+            strokes, pen_width, CANVAS, widths=pressure, levels=levels, antialias=False
+        )
+        return scan_finish(ink, rng, blur=True)
     # ballpoint on paper, set so that stroke widths and ink levels fall in the range of real
     # scans (python -m data_tools.measure_ink: width 4.7-8.6% of the box, 10-90% quantiles;
     # ink levels 39-218): a steady ink level a little below saturation, varying per stroke
@@ -329,10 +343,10 @@ def thinning_profile(glyph: np.ndarray) -> tuple[float, int]:
 
 
 def render_font_sample(
-    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator
+    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator, scan_ink: bool = True
 ) -> np.ndarray:
     """A font glyph (cropped ink map, `thinning_profile`) warped, thinned towards a pen's width,
-    with uneven stroke width, blur and noise."""
+    with uneven stroke width, blur and noise (`scan_ink` False: saturated, for ablations)."""
     width, budget = profile
     ink = _warp(glyph, rng)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -344,7 +358,8 @@ def render_font_sample(
         mask = cv2.resize(rng.random((3, 3)).astype(np.float32), (CANVAS, CANVAS)) > 0.6
         ink = np.where(mask, cv2.dilate(ink, kernel), ink)
     # a pen's ink, not a saturated print: the scans' ink levels (data_tools/measure_ink.py)
-    ink = (ink * np.float32(rng.uniform(0.65, 0.94))).astype(np.uint8)
+    if scan_ink:
+        ink = (ink * np.float32(rng.uniform(0.65, 0.94))).astype(np.uint8)
     return scan_finish(ink, rng)
 
 

@@ -46,9 +46,11 @@ from data_tools.sampler import (
     SampleMaker,
     SynthConfig,
     SynthError,
+    parse_features,
     parse_styles,
     preview_sheet,
     sample_rng,
+    usable_faces,
     writer_id,
 )
 from data_tools.strokes import load_medians
@@ -158,6 +160,7 @@ def write_synth(
     from hccr.casia import write_gnt
     from hccr.lmdb_format import LmdbWriter
 
+    faces = usable_faces(faces, cfg)
     _check_coverable(charset, faces, cfg)
     total = len(charset) * cfg.per_char
     style_counts: Counter = Counter()
@@ -202,6 +205,7 @@ def write_synth(
             "split": cfg.split,
             "per_char": cfg.per_char,
             "styles": cfg.styles,
+            "features": list(cfg.features),
             "style_counts": dict(style_counts),
             "fonts": [f.name for f in faces],
             "holdout_font_families": list(HOLDOUT_FAMILIES),
@@ -297,6 +301,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="style mix, e.g. strokes=0.6,font=0.25,skeleton=0.15 (default: %(default)s)",
     )
     parser.add_argument(
+        "--features",
+        metavar="LIST",
+        default="all",
+        help="generator parts, for ablations: all (default), none, or a comma list of "
+        "fonts (handwriting fonts), cursive (stroke variation fitted to a real writer; off: "
+        "hand-set), ink (ink matched to scans; off: plain)",
+    )
+    parser.add_argument(
         "--size", type=int, default=64, metavar="S", help="normalised image side (default: 64)"
     )
     parser.add_argument(
@@ -351,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         styles=parse_styles(args.styles),
+        features=parse_features(args.features),
         norm=NormConfig(size=args.size, method=args.norm),
     )
     try:
@@ -359,7 +372,8 @@ def run(args: argparse.Namespace) -> int:
         if {"font", "skeleton"} & set(cfg.styles):
             raise
         faces = []  # stroke data alone needs no font
-    hint = handwriting_fonts_hint(faces) if {"font", "skeleton"} & set(cfg.styles) else None
+    fonts_wanted = {"font", "skeleton"} & set(cfg.styles) and "fonts" in cfg.features
+    hint = handwriting_fonts_hint(faces) if fonts_wanted else None
     if hint:
         print(f"hccr-data synth: note: {hint}", file=sys.stderr)
     if args.preview is not None:

@@ -168,3 +168,25 @@ def test_installed_handwriting_fonts_cover_gb1_samples() -> None:
         font = GlyphFont(face, 32)
         sample = gb1[::250]  # 16 characters across GB1
         assert all(font.render(ch) is not None for ch in sample), face.name
+
+
+def test_ablation_features_switch_parts_off(tmp_path: Path) -> None:
+    from data_tools.synth import SynthError, parse_features
+
+    assert parse_features("all") == ("fonts", "cursive", "ink") and parse_features("none") == ()
+    assert parse_features("ink,fonts") == ("fonts", "ink")
+    with pytest.raises(SynthError, match="known: fonts, cursive, ink"):
+        parse_features("glitter")
+    hand = _split_face(tmp_path)
+    flat = FontFace(str(build_font(tmp_path / "flat" / "f.ttf", {"永": True})), 0, "Flat", "")
+    images = {}
+    for name, features in (("all", ("fonts", "cursive", "ink")), ("none", ())):
+        out = tmp_path / f"{name}.lmdb"
+        cfg = SynthConfig(per_char=8, seed=2, features=features)
+        write_synth(out, Charset("永"), [hand, flat], cfg, progress=False)
+        synth = read_meta(out)["synth"]
+        assert synth["features"] == list(features)
+        images[name] = _images(out)[0]
+        fonts = synth["fonts"]
+        assert fonts == ([hand.name, flat.name] if features else [flat.name])
+    assert not all(np.array_equal(a, b) for a, b in zip(*images.values(), strict=True))
