@@ -1,9 +1,11 @@
 """Synthetic handwriting styles: one function per way of making a character image.
 
-- `strokes`: Make Me a Hanzi stroke medians, perturbed stroke by stroke the way writers do
-  (shortened, curved, displaced, rounded, joined into cursive ligatures, slanted, elastically
-  bent) and inked with the pen renderer, either as canvas input (thin uniform pen) or as a
-  scan (pressure-varying width, grey soft edges, uneven ink).
+- `strokes`: Make Me a Hanzi stroke medians, departing from them stroke by stroke as a real
+  writer does (data_tools/writer_stats.json: cut, rotated, resized, shifted, bowed; the
+  radical moved against the rest; joined into cursive ligatures; slanted), rounded, bent
+  elastically, and inked with the pen renderer, either as canvas input (thin uniform pen) or as
+  a scanned ballpoint (widths and ink levels in the scans' range, pressure, grainy texture,
+  smears at the ends, grey soft edges, uneven ink).
 - `font`: an installed font's glyph (Kai faces preferred), warped (affine + elastic), with
   uneven stroke width, blur and noise.
 - `skeleton`: the font glyph thinned to its skeleton, warped, and re-inked with a round pen

@@ -1,13 +1,16 @@
 """Generate synthetic handwriting: N samples per class into an LMDB (and a CASIA .gnt).
 
 Three styles are mixed per sample (--styles): `strokes` (Make Me a Hanzi stroke medians,
-perturbed per stroke, joined cursively, inked as canvas input or as a scan), `font` (installed
-CJK font glyphs, Kai faces preferred, warped) and `skeleton` (font glyphs thinned and re-inked
-with a round pen). Output is deterministic for --seed whatever --workers is.
+departing from them as the fitted writer statistics say, joined cursively, inked as canvas
+input or as a scanned ballpoint), `font` (CJK font glyphs, handwriting and Kai faces preferred,
+warped) and `skeleton` (font glyphs thinned and re-inked with a round pen). Fonts: the
+system's and the handwriting fonts of `hccr-data fonts install`. Output is deterministic for
+--seed whatever --workers is.
 
 --split val draws a different seed stream and, for the font styles, only the held-out font
-families (data_tools.fonts.HOLDOUT_FAMILIES: AR PL UKai and WenQuanYi Micro Hei), which
---split train never uses.
+families (data_tools.fonts.HOLDOUT_FAMILIES: Zhi Mang Xing, Ma Shan Zheng, AR PL UKai,
+WenQuanYi Micro Hei), which --split train never uses. --features switches parts of the
+generator off for ablations.
 
 Examples:
   hccr-data synth -o data/synth-train.lmdb --per-char 100
