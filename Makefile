@@ -1,10 +1,11 @@
 # Quick start: `make demo` and `make test`. Each creates .venv and installs the project first.
+# `make fonts` adds the handwriting fonts for synthetic data (npm, into ~/.cache/hccr/fonts).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test fonts lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/hccr demo
+
+fonts: $(STAMP)
+	$(BIN)/hccr-data fonts install
 
 test: $(STAMP)
 	$(BIN)/ruff format --check hccr data_tools demo tests bench

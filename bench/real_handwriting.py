@@ -1,106 +1,245 @@
-"""Accuracy of a model bundle on real CASIA handwriting, through the user-facing commands.
+"""Accuracy on real CASIA handwriting, hccr beside PP-OCRv6 and zinnia on the same samples.
 
 The real files are not part of the project (CASIA licence): point this at your own copies.
-  - online: a `.pot` file, packed with `hccr-data pack` (the project's pen renderer) and scored
-    with `hccr eval`;
-  - offline: folders of scanned character images, recognised with `hccr recognize --format jsonl`;
+  - online: a `.pot` file, packed with `hccr-data pack` (the project's pen renderer) and read
+    with `hccr recognize --format jsonl` on the LMDB. `--classes A-B` keeps GB2312 level-1
+    classes A..B only (writer 001's first half, 0-1876, fitted the generator's writer
+    statistics, so it is reported on 1877-3754: the default);
+  - offline: folders of scanned character images, read with `hccr recognize --format jsonl`;
     the label is the image's parent folder name when that is one character, else the first
     character of the file name.
 
+Peers, in a subprocess of `--peer-python` (as in bench/drawn_input.py), on the same samples:
+  - PP-OCRv6 (RapidOCR's text recogniser, 1 thread): the scan, or the online character drawn
+    by the project's pen renderer, black on white, cropped to its ink; top-1 only;
+  - zinnia (Tegaki zh_CN model, online only): the `.pot` points fitted to a centred box.
+Every row gives n and a 95% Wilson interval; images whose label is outside the model's
+charset are counted apart and scored by nobody.
+
     python bench/real_handwriting.py --model models/gb1-student \\
         --pot ../shared/data/olhwdb1.0-writer001.pot \\
-        --offline ../shared/data/hwdb-train16 ../shared/data/hwdb-onewriter101
+        --offline ../shared/data/hwdb-train16 ../shared/data/hwdb-onewriter101 \\
+        --peer-python /tmp/peers/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from hccr.bundle import Bundle, load_bundle, resolve_model
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+_FIT_HALF = "1877-3754"  # the half of GB1 that writer statistics were never fitted on
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k / n."""
+    if n == 0:
+        return 0.0, 0.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
 
 
 def _run(cmd: list[str]) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode not in (0,):
+    if proc.returncode != 0:
         raise SystemExit(
             f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}"
         )
     return proc.stdout
 
 
-def online_accuracy(model: Path, bundle: Bundle, pot: Path, tmp: Path) -> dict:
-    db = tmp / "online.lmdb"
-    _run([sys.executable, "-m", "data_tools.cli", "pack", str(pot), "-o", str(db), "--no-progress",
-          "--size", str(bundle.norm.size), "--norm", bundle.norm.method])  # fmt: skip
-    return json.loads(
-        _run([sys.executable, "-m", "hccr.cli", "eval", str(model), "--data", str(db), "--json"])
-    )
+def _recognize(model: Path, source: Path) -> list[dict]:
+    out = _run([sys.executable, "-m", "hccr.cli", "recognize", str(source), "--model", str(model),
+                "--format", "jsonl", "--topk", "10"])  # fmt: skip
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def _label(path: Path) -> str:
     return path.parent.name if len(path.parent.name) == 1 else path.stem[0]
 
 
-def offline_accuracy(model: Path, bundle: Bundle, folder: Path) -> dict:
-    """Top-1 / top-10 over the images whose label is one of the model's classes; the others
-    (e.g. GB2312 level-2 characters for a level-1 model) are counted apart, never as errors."""
-    charset = bundle.charset
-    out = _run([sys.executable, "-m", "hccr.cli", "recognize", str(folder), "--model", str(model),
-                "--format", "jsonl", "--topk", "10"])  # fmt: skip
-    n = top1 = top10 = outside = 0
-    for line in out.splitlines():
-        row = json.loads(line)
-        chars = [c["char"] for c in row["top"]]
-        label = _label(Path(row["source"]))
-        if label not in charset:
+def _score(rows: list[tuple[str, list[str]]]) -> dict:
+    n = len(rows)
+    top1 = sum(chars[:1] == [label] for label, chars in rows)
+    top10 = sum(label in chars for label, chars in rows)
+    return {"n": n, "top1_k": top1, "top1": top1 / max(n, 1), "top10": top10 / max(n, 1)}
+
+
+def online_set(model: Path, bundle, pot: Path, classes: range, tmp: Path) -> dict:
+    """hccr on the packed `.pot` (classes in `classes` only), plus what the peers need."""
+    from data_tools.render import render_strokes
+    from hccr.casia import iter_pot
+
+    db = tmp / f"{pot.stem}.lmdb"
+    _run([sys.executable, "-m", "data_tools.cli", "pack", str(pot), "-o", str(db), "--no-progress",
+          "--size", str(bundle.norm.size), "--norm", bundle.norm.method])  # fmt: skip
+    keep = {bundle.charset.char(i) for i in classes}
+    rows = []
+    for r in _recognize(model, db):
+        if r["label"] in keep:
+            rows.append((r["label"], [c["char"] for c in r["top"]]))
+    # the same records for the peers: pen-rendered image (PP-OCRv6), raw points (zinnia)
+    inks, strokes, labels = [], [], []
+    for rec in iter_pot(pot):
+        if rec.char in keep:
+            inks.append(render_strokes([s.astype(np.float64) for s in rec.strokes], canvas=128))
+            strokes.append([s.astype(np.int32) for s in rec.strokes])
+            labels.append(rec.char)
+    return {"hccr": _score(rows), "inks": inks, "strokes": strokes, "labels": labels}
+
+
+def offline_set(model: Path, bundle, folder: Path) -> dict:
+    from PIL import Image
+
+    rows, inks, labels, outside = [], [], [], 0
+    for r in _recognize(model, folder):
+        path = Path(r["source"])
+        label = _label(path)
+        if label not in bundle.charset:
             outside += 1
             continue
-        n += 1
-        top1 += chars[:1] == [label]
-        top10 += label in chars
-    return {"n": n, "top1": top1 / max(n, 1), "top10": top10 / max(n, 1), "outside": outside}
+        rows.append((label, [c["char"] for c in r["top"]]))
+        inks.append(255 - np.asarray(Image.open(path).convert("L")))
+        labels.append(label)
+    return {"hccr": _score(rows), "inks": inks, "strokes": None, "labels": labels,
+            "outside": outside}  # fmt: skip
 
 
-def main() -> None:
+# ----- peers (in --peer-python: numpy, the peer and bench/drawn_input.py only) -----------------
+
+
+def peer_worker(data_path: Path, out_path: Path, zinnia_model: Path) -> int:
+    sys.path.insert(0, str(_HERE))
+    from drawn_input import run_rapidocr, run_zinnia
+
+    with open(data_path, "rb") as f:
+        sets = pickle.load(f)
+    out = {}
+    for name, s in sets.items():
+        res = {"rapidocr": _guard(run_rapidocr, s["inks"], s["labels"], crop=True)}
+        if s["strokes"] is not None:
+            res["zinnia"] = _guard(run_zinnia, s["strokes"], s["labels"], 300, zinnia_model, True)
+        for r in res.values():
+            r.pop("misses", None)
+            if "top1" in r:
+                r["top1_k"] = round(r["top1"] * r["n"])
+        out[name] = res
+    out_path.write_text(json.dumps(out))
+    return 0
+
+
+def _guard(fn, *args, **kwargs) -> dict:
+    # one peer failing (a missing runtime) must not take the other's row with it
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - reported in the table
+        return {"skipped": f"{type(e).__name__}: {e}"}
+
+
+def run_peers(python: str, sets: dict, tmp: Path, zinnia_model: Path) -> dict:
+    data, result = tmp / "peers.pkl", tmp / "peers.json"
+    with open(data, "wb") as f:
+        pickle.dump({k: {kk: s[kk] for kk in ("inks", "strokes", "labels")}
+                     for k, s in sets.items()}, f)  # fmt: skip
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    cmd = [python, str(Path(__file__).resolve()), "--peer-worker", str(data), "--json",
+           str(result), "--zinnia-model", str(zinnia_model)]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, env={**os.environ, **threads}, capture_output=True, text=True)
+    except OSError as e:
+        return {k: {"rapidocr": {"skipped": f"cannot run {python}: {e}"}} for k in sets}
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {k: {"rapidocr": {"skipped": f"{python} failed: {reason}"}} for k in sets}
+    return json.loads(result.read_text())
+
+
+# ----- report ---------------------------------------------------------------------------------
+
+
+def _cell(r: dict | None) -> str:
+    if r is None:
+        return "—"
+    if "skipped" in r:
+        return "skipped"
+    lo, hi = wilson(r["top1_k"], r["n"])
+    return f"{100 * r['top1']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
     parser.add_argument("--pot", type=Path, nargs="*", default=[])
     parser.add_argument("--offline", type=Path, nargs="*", default=[])
+    parser.add_argument(
+        "--classes",
+        default=_FIT_HALF,
+        metavar="A-B",
+        help="online: GB1 classes scored (default %(default)s, the half not used for fitting)",
+    )
+    parser.add_argument("--peer-python", default=sys.executable, help="interpreter with rapidocr")
+    parser.add_argument("--no-peers", action="store_true", help="hccr only")
+    parser.add_argument("--zinnia-model", type=Path,
+                        default=Path("/usr/share/tegaki/models/zinnia/handwriting-zh_CN.model"))  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
-    args = parser.parse_args()
+    parser.add_argument("--peer-worker", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.peer_worker is not None:
+        return peer_worker(args.peer_worker, args.json, args.zinnia_model)
+    from hccr.bundle import load_bundle, resolve_model
+
+    a, _, b = args.classes.partition("-")
+    classes = range(int(a), int(b or a) + 1)
     model = resolve_model(args.model)
     bundle = load_bundle(model)  # its charset and normalisation; the commands load it themselves
     tmp = Path(tempfile.mkdtemp(prefix="hccr-real-"))
-    rows = []
+    sets: dict[str, dict] = {}
+    start = time.perf_counter()
     try:
         for pot in args.pot:
-            r = online_accuracy(model, bundle, pot, tmp)
-            rows.append(("online", pot.name, "hccr-data pack + hccr eval", r))
+            sets[f"online {pot.name}, classes {args.classes}"] = online_set(
+                model, bundle, pot, classes, tmp
+            )
         for folder in args.offline:
-            r = offline_accuracy(model, bundle, folder)
-            rows.append(("offline", folder.name, "hccr recognize", r))
+            sets[f"offline {folder.name}"] = offline_set(model, bundle, folder)
+        peers = {} if args.no_peers else run_peers(args.peer_python, sets, tmp, args.zinnia_model)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"model: {model}")
-    print("| real handwriting | n | top-1 | top-10 | not in the model's charset (not scored) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for kind, source, how, r in rows:
-        print(f"| {kind} {source} ({how}) | {r['n']} | {100 * r['top1']:.1f}% "
-              f"| {100 * r['top10']:.1f}% | {r.get('outside', '—')} |")  # fmt: skip
+    print(f"model: {model}; {os.cpu_count()} CPUs; {time.perf_counter() - start:.0f} s")
+    print("| real handwriting | n | hccr top-1 [95% CI] | PP-OCRv6 top-1 [95% CI] "
+          "| zinnia top-1 [95% CI] | hccr top-10 | not in charset (not scored) |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    report = []
+    for name, s in sets.items():
+        h, p = s["hccr"], peers.get(name, {})
+        print(f"| {name} | {h['n']} | {_cell(h)} | {_cell(p.get('rapidocr'))} "
+              f"| {_cell(p.get('zinnia'))} | {100 * h['top10']:.1f}% "
+              f"| {s.get('outside', '—')} |")  # fmt: skip
+        report.append({"set": name, "hccr": h, "peers": p, "outside": s.get("outside")})
+    for name, p in peers.items():
+        for peer, r in p.items():
+            if "skipped" in r:
+                print(f"{peer} on {name}: skipped: {r['skipped']}")
     if args.json is not None:
-        report = [{"kind": kind, "source": source, "n": r["n"], "top1": r["top1"],
-                   "top10": r["top10"], "outside": r.get("outside")}
-                  for kind, source, _, r in rows]  # fmt: skip
         args.json.write_text(json.dumps({"model": str(model), "rows": report}, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

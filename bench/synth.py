@@ -7,7 +7,9 @@ Prints one table: style, samples, wall seconds, samples/s, and CPU seconds (all 
 The `all` row is the default style mix writing a real LMDB (what `hccr-data synth` does); the
 per-style rows generate without writing, so they show what each style costs. On a machine
 shared with other jobs the wall rate drops; `samples/cpu-s x workers` is what the same run
-reaches with that many otherwise idle cores.
+reaches with that many otherwise idle cores. Fonts: the system's and the handwriting fonts of
+`hccr-data fonts install` (train split), as `hccr-data synth` finds them; the strokes style
+draws from the fitted writer statistics and the scan ink of data_tools/styles.py.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     charset = Charset(Charset.gb1().chars[: args.classes], name=f"gb1[:{args.classes}]")
     faces = fonts_for_split(discover_fonts(), "train")
     n = len(charset) * args.per_char
+    hand = [f.family for f in faces if f.handwriting]
     print(
         f"{n:,} samples ({len(charset)} classes x {args.per_char}), {args.workers} workers, "
-        f"{len(faces)} fonts"
+        f"{len(faces)} fonts ({len(hand)} handwriting: {', '.join(hand) or 'none'})"
     )
     print(
         f"{'style':<10} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'cpu-s':>8} {'samples/cpu-s':>14}"

@@ -1,4 +1,4 @@
-"""The `hccr-data` command: pack, info, synth."""
+"""The `hccr-data` command: pack, info, synth, fonts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "pack": "data_tools.pack",
     "info": "data_tools.info",
     "synth": "data_tools.synth",
+    "fonts": "data_tools.font_install",
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_tools import styles
+from data_tools import handset, styles
 from data_tools.fonts import FontFace, GlyphFont
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
@@ -22,6 +22,7 @@ SPLITS = {"train": 0, "val": 1}  # part of every sample's seed: the splits never
 FONT_PX = 80  # font glyphs are rendered at this pixel size, then warped onto the canvas
 HANDWRITING_FONT_WEIGHT = 3.0  # Kai faces are drawn this much more often than print faces
 _MAX_TRIES = 8
+FEATURES = ("fonts", "cursive", "ink")
 
 
 class SynthError(ValueError):
@@ -37,6 +38,21 @@ class SynthConfig:
     split: str = "train"
     styles: dict[str, float] = field(default_factory=lambda: dict(styles.DEFAULT_STYLE_WEIGHTS))
     norm: NormConfig = field(default_factory=NormConfig)
+    # the generator's parts an ablation can turn off (FEATURES): handwriting fonts, stroke
+    # variation fitted to a real writer (off: the hand-set one of data_tools/handset.py), ink
+    # matched to scans (off: the plain ink)
+    features: tuple[str, ...] = FEATURES
+
+
+def parse_features(spec: str) -> tuple[str, ...]:
+    """`all`, `none` or a comma list of FEATURES -> the enabled features, in FEATURES order."""
+    if spec.strip() in ("all", ""):
+        return FEATURES
+    names = set() if spec.strip() == "none" else {p.strip() for p in spec.split(",") if p.strip()}
+    bad = names - set(FEATURES)
+    if bad:
+        raise SynthError(f"unknown feature {sorted(bad)[0]!r}; known: {', '.join(FEATURES)}")
+    return tuple(f for f in FEATURES if f in names)
 
 
 def parse_styles(spec: str) -> dict[str, float]:
@@ -56,6 +72,11 @@ def parse_styles(spec: str) -> dict[str, float]:
     return {k: v / total for k, v in weights.items() if v > 0}
 
 
+def usable_faces(faces: Sequence[FontFace], cfg: SynthConfig) -> list[FontFace]:
+    """The faces a run may draw from: without the `fonts` feature, no handwriting font."""
+    return [f for f in faces if "fonts" in cfg.features or not f.handwriting]
+
+
 def sample_rng(seed: int, split: str, class_index: int, sample_index: int) -> np.random.Generator:
     """The generator of one sample: depends on nothing but these four numbers."""
     return np.random.default_rng([seed, SPLITS[split], class_index, sample_index])
@@ -67,28 +88,43 @@ class SampleMaker:
     def __init__(self, faces: Sequence[FontFace], cfg: SynthConfig) -> None:
         self.cfg = cfg
         self.faces = list(faces)
+        self._perturb = None if "cursive" in cfg.features else handset.perturb_strokes
+        self._scan_ink = "ink" in cfg.features
         self.medians = load_medians()
         self._fonts: list[GlyphFont] | None = None
         self._char: str | None = None
-        self._glyphs: list[tuple[int, np.ndarray, tuple[float, int]]] = []  # face, glyph, profile
+        self._glyphs: list[tuple[int, np.ndarray]] = []  # (face index, glyph) of the current char
+        self._profiles: dict[int, tuple[float, int]] = {}  # face -> thinning profile, on demand
         self._skeletons: dict[int, np.ndarray] = {}
         self._template: styles.StrokeTemplate | None = None
-        self.missing: list[str] = []  # face names lacking the current char
+        # (face name, reason in fonts.SKIP_REASONS) of every face that cannot draw the current
+        # char: that face is skipped for it, never drawn blank or as tofu
+        self.missing: list[tuple[str, str]] = []
 
     def _use_char(self, ch: str) -> None:
         if ch == self._char:
             return
         if self._fonts is None:
-            self._fonts = [GlyphFont(face, size=FONT_PX) for face in self.faces]
+            self._fonts = [_open(face) for face in self.faces]
         self._char, self._glyphs, self._skeletons, self.missing = ch, [], {}, []
+        self._profiles = {}
         medians = self.medians.get(ch)
-        self._template = styles.StrokeTemplate.from_medians(medians) if medians else None
+        self._template = (
+            styles.StrokeTemplate.from_medians(medians, self.medians.radicals(ch))
+            if medians
+            else None
+        )
         for i, font in enumerate(self._fonts):
-            glyph = font.render(ch)
+            glyph, reason = font.check(ch) if font is not None else (None, "load_error")
             if glyph is None:
-                self.missing.append(font.face.name)
+                self.missing.append((self.faces[i].name, reason))
             else:
-                self._glyphs.append((i, glyph, styles.thinning_profile(glyph)))
+                self._glyphs.append((i, glyph))
+
+    def stroke_template(self, ch: str) -> styles.StrokeTemplate | None:
+        """The class's resampled medians (None without stroke data)."""
+        self._use_char(ch)
+        return self._template
 
     def available_styles(self, ch: str) -> dict[str, float]:
         self._use_char(ch)
@@ -106,14 +142,20 @@ class SampleMaker:
             raise SynthError(f"{ch!r} (U+{ord(ch):04X}) has no stroke data and no font has it")
         style = _pick(list(weights), list(weights.values()), rng)
         if style == "strokes":
-            return styles.render_stroke_sample(self._template, rng), style, -1
+            ink = styles.render_stroke_sample(
+                self._template, rng, perturb=self._perturb, scan_ink=self._scan_ink
+            )
+            return ink, style, -1
         w = [
             HANDWRITING_FONT_WEIGHT if self.faces[g[0]].is_handwriting else 1.0
             for g in self._glyphs
         ]
-        face, glyph, profile = _pick(self._glyphs, w, rng)
+        face, glyph = _pick(self._glyphs, w, rng)
         if style == "font":
-            return styles.render_font_sample(glyph, profile, rng), style, face
+            if face not in self._profiles:  # skeletonising costs ~3 ms: only for faces drawn
+                self._profiles[face] = styles.thinning_profile(glyph)
+            ink = styles.render_font_sample(glyph, self._profiles[face], rng, self._scan_ink)
+            return ink, style, face
         if face not in self._skeletons:
             self._skeletons[face] = styles.skeleton_of(glyph)
         return styles.render_skeleton_sample(self._skeletons[face], rng), style, face
@@ -129,6 +171,13 @@ class SampleMaker:
             except EmptyImageError:
                 continue  # the same rng draws again: still deterministic
         raise SynthError(f"{ch!r}: {_MAX_TRIES} empty samples in a row")
+
+
+def _open(face: FontFace) -> GlyphFont | None:
+    try:
+        return GlyphFont(face, size=FONT_PX)
+    except OSError:  # counted as `load_error` for every character, the run goes on
+        return None
 
 
 def _pick(items: list, weights: list[float], rng: np.random.Generator):
@@ -152,7 +201,7 @@ def preview_sheet(
     columns: int = 16,
 ) -> np.ndarray:
     """A contact sheet of `count` random samples (dark ink on white), one row per 16."""
-    maker = SampleMaker(faces, cfg)
+    maker = SampleMaker(usable_faces(faces, cfg), cfg)
     pick = np.random.default_rng([cfg.seed, SPLITS[cfg.split], 1 << 30])
     tiles = []
     for k in range(count):

@@ -26,12 +26,18 @@ class StrokeMedians:
             num_strokes = z["num_strokes"].astype(np.int64)
             num_points = z["num_points"].astype(np.int64)
             self._points = z["points"].astype(np.float32) * (float(z["units_per_step"]) / 1024.0)
+            # 1 for a stroke of the character's radical (hanzi-writer-data `radStrokes`)
+            self._radical = z["radical"].astype(bool) if "radical" in z.files else None
         self.path = path
         stroke_starts = np.concatenate([[0], np.cumsum(num_strokes)])
         point_starts = np.concatenate([[0], np.cumsum(num_points)])
         # char -> (first point index of each stroke, plus the end)
         self._bounds = {
             chr(int(cp)): point_starts[stroke_starts[i] : stroke_starts[i + 1] + 1]
+            for i, cp in enumerate(codepoints)
+        }
+        self._strokes = {
+            chr(int(cp)): (int(stroke_starts[i]), int(stroke_starts[i + 1]))
             for i, cp in enumerate(codepoints)
         }
 
@@ -47,6 +53,15 @@ class StrokeMedians:
         if bounds is None:
             return None
         return [self._points[a:b].copy() for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def radicals(self, ch: str) -> np.ndarray | None:
+        """(n,) bool: which strokes of `ch` form its radical; None when unknown or when the
+        radical is the whole character (nothing to move against it)."""
+        span = self._strokes.get(ch)
+        if span is None or self._radical is None:
+            return None
+        flags = self._radical[span[0] : span[1]]
+        return flags.copy() if 0 < flags.sum() < len(flags) else None
 
 
 @lru_cache(maxsize=1)

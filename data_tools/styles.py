@@ -1,9 +1,11 @@
 """Synthetic handwriting styles: one function per way of making a character image.
 
-- `strokes`: Make Me a Hanzi stroke medians, perturbed stroke by stroke the way writers do
-  (shortened, curved, displaced, rounded, joined into cursive ligatures, slanted, elastically
-  bent) and inked with the pen renderer, either as canvas input (thin uniform pen) or as a
-  scan (pressure-varying width, grey soft edges, uneven ink).
+- `strokes`: Make Me a Hanzi stroke medians, departing from them stroke by stroke as a real
+  writer does (data_tools/writer_stats.json: cut, rotated, resized, shifted, bowed; the
+  radical moved against the rest; joined into cursive ligatures; slanted), rounded, bent
+  elastically, and inked with the pen renderer, either as canvas input (thin uniform pen) or as
+  a scanned ballpoint (widths and ink levels in the scans' range, pressure, grainy texture,
+  smears at the ends, grey soft edges, uneven ink).
 - `font`: an installed font's glyph (Kai faces preferred), warped (affine + elastic), with
   uneven stroke width, blur and noise.
 - `skeleton`: the font glyph thinned to its skeleton, warped, and re-inked with a round pen
@@ -17,17 +19,25 @@ applied to visual document analysis", ICDAR 2003.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from data_tools.render import render_strokes
+from data_tools.writer_stats import load_writer_stats
 
 CANVAS = 96  # working canvas side; normalised to --size (64) afterwards
 STYLES = ("strokes", "font", "skeleton")
 DEFAULT_STYLE_WEIGHTS = {"strokes": 0.6, "font": 0.25, "skeleton": 0.15}
 _STEP = 0.05  # resampling step of stroke polylines, in units of the character box
+# Share of the fitted per-stroke and component spreads a sample takes at most: the alignment's
+# own noise (cursive strokes matched to single medians) inflates them, and independent draws of
+# every departure at full spread make scribbles no reader would recognise (contact sheet).
+_SHAPE_SHARE = 0.35
+_MAX_CUT = 0.3  # a stroke keeps at least 40% of its length: shorter, it reads as another stroke
+_MAX_JOIN = 0.95  # some pen lifts stay, even for the most cursive writer
 
 
 # ----- stroke style -------------------------------------------------------------------------
@@ -44,9 +54,12 @@ class StrokeTemplate:
     point_centres: np.ndarray  # (M, 2) mean point of each point's stroke
     point_normals: np.ndarray  # (M, 2) its stroke's start-to-end chord turned 90 degrees
     bow: np.ndarray  # (M,) sin(pi t): how far a bent stroke moves at each point
+    radical: np.ndarray | None = None  # (M,) bool: point of a radical stroke (radStrokes)
 
     @classmethod
-    def from_medians(cls, strokes: list[np.ndarray], step: float = _STEP) -> StrokeTemplate:
+    def from_medians(
+        cls, strokes: list[np.ndarray], radicals: np.ndarray | None = None, step: float = _STEP
+    ) -> StrokeTemplate:
         pts, ids, ts = [], [], []
         for i, s in enumerate(strokes):
             seg = np.sqrt((np.diff(s, axis=0) ** 2).sum(axis=1))
@@ -62,7 +75,8 @@ class StrokeTemplate:
         chords = np.array([p[-1] - p[0] for p in pts])
         normals = np.stack([-chords[:, 1], chords[:, 0]], 1)[stroke]
         t = np.concatenate(ts)
-        return cls(np.concatenate(pts), stroke, t, starts, centres, normals, np.sin(np.pi * t))
+        rad = None if radicals is None else np.asarray(radicals, bool)[stroke]
+        return cls(np.concatenate(pts), stroke, t, starts, centres, normals, np.sin(np.pi * t), rad)
 
 
 def _smooth(points: np.ndarray, starts: np.ndarray, passes: int) -> np.ndarray:
@@ -94,32 +108,45 @@ def perturb_strokes(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Writer-like variation of a character's medians -> (strokes, per-point pen-width factors).
 
-    Works on all strokes at once (vectorised over points): shortening, per-stroke affine
-    jitter and bowing, component misplacement, pen pressure, corner rounding, cursive joins,
-    then slant/rotation/aspect and an elastic bend of the whole character.
+    The departures are drawn from the fitted writer statistics (data_tools/writer_stats.json):
+    stroke start and end cuts, rotation, length, shift and bowing; the radical moved and
+    resized against the rest; slant, rise and aspect; cursive joins at the fitted rate for the
+    gap between two strokes. They are widened beyond the one writer they were fitted on: each
+    sample is a writer of its own, `cursive` in [0, 1] scaling the stroke-level departures and
+    the join rate (0 to twice the fitted rate), and habit strengths in [-0.5, 1.5] times the
+    fitted median slant, rise and aspect (the mirrored habit included). The per-stroke rotation,
+    length, shift and bowing and the radical's move are taken at `_SHAPE_SHARE` of their fitted
+    spread. Vectorised over all points.
     """
+    stats = load_writer_stats()
     n = len(template.starts) - 1
     sid, t = template.stroke, template.t
-    # all random numbers in three draws: per-stroke normals/uniforms and per-character ones
-    zn = rng.standard_normal((8, n))
-    un = rng.random((6, n))
-    g = rng.standard_normal(12)
-    gu = rng.random(8)
-    cursive = gu[0] ** 0.7  # one knob for this "writer": joins, rounding, shortening
-    # per-stroke parameters, gathered to the points in one indexing operation
-    ang, scale = zn[0] * 0.06, np.exp(zn[1] * 0.08)
+    # all random numbers in a few draws: per-stroke uniforms/normals and per-character ones
+    un = rng.random((11, n))
+    zn = rng.standard_normal(n)
+    g = rng.standard_normal(4)
+    gu = rng.random(17)
+    cursive = gu[0] ** 0.7  # one knob for this "writer": joins, rounding, departures
+    shape = _SHAPE_SHARE * cursive
+    # per-stroke departures from the fitted medians (rows 0-6), GROUPS["stroke"] order:
+    # start_cut, end_cut, angle, log_length, shift_x, shift_y, bow
+    dev = stats.deviations("stroke", un[:7])
+    cut0 = stats.medians[("stroke", "start_cut")]
+    cut1 = stats.medians[("stroke", "end_cut")]
+    ang = dev[2] * shape
+    scale = np.exp(dev[3] * shape)
     per = np.stack(
         [
-            un[0] * (0.10 * cursive + 0.02),  # 0: start cut (writers start late...)
-            1 - un[1] * (0.16 * cursive + 0.03),  # 1: end cut (...and stop early)
+            np.clip((dev[0] + cut0) * cursive, 0.0, _MAX_CUT),  # 0, 1: start and end cuts
+            1 - np.clip((dev[1] + cut1) * cursive, 0.0, _MAX_CUT),
             np.cos(ang) * scale,  # 2, 3: rotation and length change about the stroke centre
             np.sin(ang) * scale,
-            zn[2] * 0.018,  # 4, 5: shift
-            zn[3] * 0.018,
-            zn[4] * 0.06,  # 6: bowing, sideways, most in the stroke's middle
-            un[2] * 0.3,  # 7: extra pressure at the start
-            un[3] * 0.4,  # 8: taper at the end
-            np.exp(zn[5] * 0.12),  # 9: pen pressure of the stroke
+            dev[4] * shape,  # 4, 5: shift
+            dev[5] * shape,
+            dev[6] * shape,  # 6: bowing, sideways, most in the stroke's middle
+            un[9] * 0.3,  # 7: extra pressure at the start
+            un[10] * 0.4,  # 8: taper at the end
+            np.exp(zn * 0.12),  # 9: pen pressure of the stroke
         ],
         axis=1,
     )[sid]  # (M, 10)
@@ -132,25 +159,33 @@ def perturb_strokes(
         + per[:, 4:6]
         + (per[:, 6] * template.bow)[:, None] * template.point_normals
     )
-    # component misplacement: strokes after a split point (often the next component, as
-    # components are written one after another) move and scale together
-    if n >= 3 and gu[1] < 0.6:
+    # components: the radical (radStrokes) moved and resized against the rest; without radical
+    # data, the strokes after a split point (often the next component) move together
+    moved = None
+    if template.radical is not None and gu[1] < 0.8:
+        moved = template.radical
+    elif n >= 3 and gu[1] < 0.6:
         moved = sid >= 1 + int(gu[2] * (n - 1))
-        p[moved] = (p[moved] - 0.5) * np.exp(g[0] * 0.07) + 0.5 + g[1:3] * 0.035
+    if moved is not None:
+        ls, dx, dy = stats.deviations("radical", gu[4:7]) * (_SHAPE_SHARE * (0.5 + gu[3]))
+        part = p[moved]
+        centre = part.sum(axis=0) / max(len(part), 1)
+        p[moved] = (part - centre) * np.exp(ls) + centre + (dx, dy)
     # pressure: heavier at the start, tapering at the end, with a slow swing
     w = (1.0 + per[:, 7] * (1 - t) - per[:, 8] * t * t) * per[:, 9]
-    w = np.clip(w + 0.1 * np.sin(2 * np.pi * (0.5 + gu[3]) * t), 0.5, 1.3)
+    w = np.clip(w + 0.1 * np.sin(2 * np.pi * (0.5 + gu[7]) * t), 0.5, 1.3)
     p = _smooth(p, template.starts, int(1 + 2.5 * cursive))
-    # global: slant (shear), horizontals rising to the right (most writers' habit), rotation,
-    # aspect, then an elastic bend of the whole character
-    shear, rise = g[3] * 0.12, 0.07 + g[10] * 0.06
-    ang, aspect = g[4] * 0.04, np.exp(g[5] * 0.1)
-    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ np.array(
-        [[aspect, shear], [-rise, 1.0 / aspect]]
+    # global: slant (verticals), rise (horizontals), aspect, as fitted, with this writer's habit
+    # strength, then an elastic bend of the whole character
+    habit = -0.5 + 2.0 * gu[8:11]
+    slant, rise, log_aspect = (
+        stats.deviations("char", gu[12:15]) * (0.5 + cursive) + stats.median_values("char") * habit
     )
+    aspect = np.exp(log_aspect)
+    a = np.array([[aspect, slant], [-rise, 1.0 / aspect]])
     p = (p - 0.5) @ a.T + 0.5
-    freq = g[6:10].reshape(2, 2) * 1.6  # two plane waves, one per axis
-    p += (gu[4] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[5:7] * 2 * np.pi)
+    freq = g.reshape(2, 2) * 1.6  # two plane waves, one per axis
+    p += (gu[11] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[15:17] * 2 * np.pi)
     # split back into strokes, joining some into cursive ligatures when the pen would not lift
     counts = np.bincount(sid[keep], minlength=n)
     keep |= (counts < 2)[sid]  # a stroke shortened away is kept whole
@@ -159,9 +194,10 @@ def perturb_strokes(
     bounds = np.searchsorted(ksid, np.arange(n + 1))  # first kept point of each stroke, then end
     first, last = kept[bounds[:-1]], kept[bounds[1:] - 1]
     gap = np.abs(p[first[1:]] - p[last[:-1]]).sum(axis=1)  # stroke i-1's end to stroke i's start
-    joined = np.concatenate([[False], (un[4, 1:] < 0.8 * cursive) & (gap < 0.5)])
+    rate = np.minimum(stats.join_rate(gap) * (2.0 * cursive), _MAX_JOIN)
+    joined = np.concatenate([[False], un[7, 1:] < rate])
     j = np.flatnonzero(joined)
-    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[5, j] - 0.5) * 0.7)  # (J, B, 2)
+    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[8, j] - 0.5) * 0.7)  # (J, B, 2)
     points = np.concatenate([bridges.reshape(-1, 2), p[kept]])
     weights = np.concatenate([np.full(bridges.shape[0] * bridges.shape[1], 0.6), w[kept]])
     # order: stroke 0, (bridge 1), stroke 1, (bridge 2), ... ; a stable sort keeps point order
@@ -175,19 +211,68 @@ def perturb_strokes(
     return [points[a:b] for a, b in spans], [weights[a:b] for a, b in spans]
 
 
-def render_stroke_sample(template: StrokeTemplate, rng: np.random.Generator) -> np.ndarray:
-    """Perturbed medians inked as canvas input (40%) or as a scanned pen sample (60%)."""
-    strokes, pressure = perturb_strokes(template, rng)
-    if rng.random() < 0.4:  # mouse / stylus: one thin uniform pen, crisp edges
+def render_stroke_sample(
+    template: StrokeTemplate,
+    rng: np.random.Generator,
+    scan: bool | None = None,
+    perturb: Callable[[StrokeTemplate, np.random.Generator], tuple[list, list]] | None = None,
+    scan_ink: bool = True,
+) -> np.ndarray:
+    """Perturbed medians inked as canvas input (40%) or as a scanned pen sample (60%);
+    `scan` True / False forces one of the two. `perturb` (default `perturb_strokes`) and
+    `scan_ink` (False: the plain ink before scans were measured) exist for ablations."""
+    strokes, pressure = (perturb or perturb_strokes)(template, rng)
+    canvas_ink = rng.random() < 0.4
+    if not scan and (scan is False or canvas_ink):  # mouse / stylus: one thin uniform pen
         return render_strokes(strokes, pen_width=rng.uniform(0.022, 0.05), canvas=CANVAS)
-    levels = rng.integers(150, 256, size=len(strokes)) if rng.random() < 0.5 else None
-    pen_width = rng.uniform(0.024, 0.046)
-    # no anti-aliasing: the scan blur that always follows softens the edges (and it is 3x faster)
+    if not scan_ink:  # the ink as it was: saturated half of the time, no texture, no smears
+        levels = rng.integers(150, 256, size=len(strokes)) if rng.random() < 0.5 else None
+        pen_width = rng.uniform(0.024, 0.046)
+        pressure = pressure if rng.random() < 0.5 else None
+        ink = render_strokes(
+            strokes, pen_width, CANVAS, widths=pressure, levels=levels, antialias=False
+        )
+        return scan_finish(ink, rng, blur=True)
+    # ballpoint on paper, set so that stroke widths and ink levels fall in the range of real
+    # scans (python -m data_tools.measure_ink: width 4.7-8.6% of the box, 10-90% quantiles;
+    # ink levels 39-218): a steady ink level a little below saturation, varying per stroke
+    base = rng.uniform(165.0, 240.0)
+    levels = np.clip(base + rng.normal(0.0, 12.0, len(strokes)), 60, 255).astype(int)
+    pen_width = rng.uniform(0.020, 0.040)
     pressure = pressure if rng.random() < 0.5 else None  # else a steady ballpoint
+    strokes, pressure, levels = _smears(strokes, pressure, levels, rng)
+    # no anti-aliasing: the scan blur that always follows softens the edges (and it is 3x faster)
     ink = render_strokes(
         strokes, pen_width, CANVAS, widths=pressure, levels=levels, antialias=False
     )
-    return scan_finish(ink, rng, blur=True)
+    return scan_finish(ink, rng, blur=True, ballpoint=True)
+
+
+def _smears(
+    strokes: list[np.ndarray],
+    pressure: list[np.ndarray] | None,
+    levels: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[np.ndarray] | None, list[int]]:
+    # The light smear at a stroke's end: the pen drags on a little as it lifts. A faint, thin
+    # tail along the last segment's direction, on about a quarter of the strokes.
+    pick = np.flatnonzero(rng.random(len(strokes)) < 0.25)
+    strokes, levels = list(strokes), [int(v) for v in levels]
+    pressure = list(pressure) if pressure is not None else None
+    for i in pick.tolist():
+        s = strokes[i]
+        if len(s) < 2:
+            continue
+        d = s[-1] - s[-2]
+        norm = float(np.hypot(*d))
+        if norm <= 0:
+            continue
+        tail = s[-1] + np.outer(np.linspace(0.0, 1.0, 4), d / norm * rng.uniform(0.02, 0.05))
+        strokes.append(tail)
+        levels.append(int(levels[i] * rng.uniform(0.3, 0.5)))
+        if pressure is not None:
+            pressure.append(np.linspace(0.7, 0.4, 4))
+    return strokes, pressure, levels
 
 
 # ----- font and skeleton styles -------------------------------------------------------------
@@ -260,10 +345,10 @@ def thinning_profile(glyph: np.ndarray) -> tuple[float, int]:
 
 
 def render_font_sample(
-    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator
+    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator, scan_ink: bool = True
 ) -> np.ndarray:
     """A font glyph (cropped ink map, `thinning_profile`) warped, thinned towards a pen's width,
-    with uneven stroke width, blur and noise."""
+    with uneven stroke width, blur and noise (`scan_ink` False: saturated, for ablations)."""
     width, budget = profile
     ink = _warp(glyph, rng)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -274,6 +359,9 @@ def render_font_sample(
     if rng.random() < 0.3:  # uneven width: thicker where a smooth random mask is high
         mask = cv2.resize(rng.random((3, 3)).astype(np.float32), (CANVAS, CANVAS)) > 0.6
         ink = np.where(mask, cv2.dilate(ink, kernel), ink)
+    # a pen's ink, not a saturated print: the scans' ink levels (data_tools/measure_ink.py)
+    if scan_ink:
+        ink = (ink * np.float32(rng.uniform(0.65, 0.94))).astype(np.uint8)
     return scan_finish(ink, rng)
 
 
@@ -299,11 +387,18 @@ def render_skeleton_sample(skeleton: np.ndarray, rng: np.random.Generator) -> np
 # ----- scan look ------------------------------------------------------------------------------
 
 
-def scan_finish(ink: np.ndarray, rng: np.random.Generator, blur: bool | None = None) -> np.ndarray:
+def scan_finish(
+    ink: np.ndarray, rng: np.random.Generator, blur: bool | None = None, ballpoint: bool = False
+) -> np.ndarray:
     """Soft grey edges, uneven ink and sensor noise of a scanned pen sample.
 
-    `blur` True always blurs (for aliased drawings), None blurs 80% of the time.
+    `blur` True always blurs (for aliased drawings), None blurs 80% of the time. `ballpoint`
+    adds, half of the time, the ball's texture: single pixels where the ball laid down less
+    ink, softened by the blur into a grainy stroke.
     """
+    if ballpoint and rng.random() < 0.5:
+        skips = rng.random(ink.shape, dtype=np.float32) < rng.uniform(0.1, 0.35)
+        ink = np.where(skips, ink * np.float32(rng.uniform(0.35, 0.75)), ink).astype(np.uint8)
     if blur or (blur is None and rng.random() < 0.8):
         ink = cv2.GaussianBlur(ink, (0, 0), rng.uniform(0.45, 0.9))
     if rng.random() < 0.5:  # ink density varies smoothly over the character

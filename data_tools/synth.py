@@ -1,13 +1,16 @@
 """Generate synthetic handwriting: N samples per class into an LMDB (and a CASIA .gnt).
 
 Three styles are mixed per sample (--styles): `strokes` (Make Me a Hanzi stroke medians,
-perturbed per stroke, joined cursively, inked as canvas input or as a scan), `font` (installed
-CJK font glyphs, Kai faces preferred, warped) and `skeleton` (font glyphs thinned and re-inked
-with a round pen). Output is deterministic for --seed whatever --workers is.
+departing from them as the fitted writer statistics say, joined cursively, inked as canvas
+input or as a scanned ballpoint), `font` (CJK font glyphs, handwriting and Kai faces preferred,
+warped) and `skeleton` (font glyphs thinned and re-inked with a round pen). Fonts: the
+system's and the handwriting fonts of `hccr-data fonts install`. Output is deterministic for
+--seed whatever --workers is.
 
 --split val draws a different seed stream and, for the font styles, only the held-out font
-families (data_tools.fonts.HOLDOUT_FAMILIES: AR PL UKai and WenQuanYi Micro Hei), which
---split train never uses.
+families (data_tools.fonts.HOLDOUT_FAMILIES: Zhi Mang Xing, Ma Shan Zheng, AR PL UKai,
+WenQuanYi Micro Hei), which --split train never uses. --features switches parts of the
+generator off for ablations.
 
 Examples:
   hccr-data synth -o data/synth-train.lmdb --per-char 100
@@ -23,7 +26,7 @@ import os
 import queue
 import sys
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -39,15 +42,18 @@ from data_tools.fonts import (
     MissingFontsError,
     discover_fonts,
     fonts_for_split,
+    handwriting_fonts_hint,
 )
 from data_tools.sampler import (
     SPLITS,
     SampleMaker,
     SynthConfig,
     SynthError,
+    parse_features,
     parse_styles,
     preview_sheet,
     sample_rng,
+    usable_faces,
     writer_id,
 )
 from data_tools.strokes import load_medians
@@ -135,7 +141,9 @@ def generate(
     warm_up()  # the normalisation's compiled passes, inherited by forked workers
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(list(faces), cfg)) as pool:
-        yield from pool.imap(_run_chunk, items, chunksize=2)
+        # a class's chunks go to one worker together: each worker sets a class up (its glyphs
+        # in every font) once, not once per chunk (the order of results is unchanged)
+        yield from pool.imap(_run_chunk, items, chunksize=max(1, -(-cfg.per_char // CHUNK)))
 
 
 def write_synth(
@@ -155,10 +163,11 @@ def write_synth(
     from hccr.casia import write_gnt
     from hccr.lmdb_format import LmdbWriter
 
+    faces = usable_faces(faces, cfg)
     _check_coverable(charset, faces, cfg)
     total = len(charset) * cfg.per_char
     style_counts: Counter = Counter()
-    missing: Counter = Counter()
+    missing: dict[str, Counter] = defaultdict(Counter)
     writer_ids: set[int] = set()
     gnt_queue: queue.Queue | None = None
     gnt_thread = None
@@ -193,7 +202,8 @@ def write_synth(
                 for bitmap in chunk["gnt"]:
                     gnt_queue.put((ch, bitmap))
             style_counts.update(chunk["styles"])
-            missing.update(chunk["missing"])
+            for name, reason in chunk["missing"]:
+                missing[name][reason] += 1
             writer_ids.update(chunk["writers"])
             bar.update(len(chunk["values"]))
         bar.close()
@@ -203,10 +213,14 @@ def write_synth(
             "split": cfg.split,
             "per_char": cfg.per_char,
             "styles": cfg.styles,
+            "features": list(cfg.features),
             "style_counts": dict(style_counts),
             "fonts": [f.name for f in faces],
             "holdout_font_families": list(HOLDOUT_FAMILIES),
-            "font_missing_chars": {name: missing.get(name, 0) for name in (f.name for f in faces)},
+            "fonts_detail": [f.describe() for f in faces],
+            "font_missing_chars": {f.name: sum(missing[f.name].values()) for f in faces},
+            # characters each face could not draw, by reason (fonts.SKIP_REASONS): skipped
+            "font_skipped": {f.name: dict(missing[f.name]) for f in faces if missing[f.name]},
             "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
             + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
         }
@@ -295,6 +309,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="style mix, e.g. strokes=0.6,font=0.25,skeleton=0.15 (default: %(default)s)",
     )
     parser.add_argument(
+        "--features",
+        metavar="LIST",
+        default="all",
+        help="generator parts, for ablations: all (default), none, or a comma list of "
+        "fonts (handwriting fonts), cursive (stroke variation fitted to a real writer; off: "
+        "hand-set), ink (ink matched to scans; off: plain)",
+    )
+    parser.add_argument(
         "--size", type=int, default=64, metavar="S", help="normalised image side (default: 64)"
     )
     parser.add_argument(
@@ -349,6 +371,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         styles=parse_styles(args.styles),
+        features=parse_features(args.features),
         norm=NormConfig(size=args.size, method=args.norm),
     )
     try:
@@ -357,6 +380,10 @@ def run(args: argparse.Namespace) -> int:
         if {"font", "skeleton"} & set(cfg.styles):
             raise
         faces = []  # stroke data alone needs no font
+    fonts_wanted = {"font", "skeleton"} & set(cfg.styles) and "fonts" in cfg.features
+    hint = handwriting_fonts_hint(faces) if fonts_wanted else None
+    if hint:
+        print(f"hccr-data synth: note: {hint}", file=sys.stderr)
     if args.preview is not None:
         Image.fromarray(preview_sheet(charset, faces, cfg, count=args.preview_count)).save(
             args.preview

@@ -100,7 +100,9 @@ def test_gnt_output_reads_back(tmp_path: Path) -> None:
     write_synth(None, CHARS, _faces(), SynthConfig(per_char=3), gnt_path=gnt, progress=False)
     records = list(iter_gnt(gnt))
     assert [r.char for r in records] == [c for c in "永字一" for _ in range(3)]
-    assert all(r.bitmap.min() < 100 and r.bitmap.max() == 255 for r in records)  # dark ink on white
+    # dark ink on white paper; a pen's ink, like a raw scan's, need not reach black
+    assert all(r.bitmap.min() < 160 and r.bitmap.max() == 255 for r in records)
+    assert np.median([r.bitmap.min() for r in records]) < 100
 
 
 def test_missing_fonts_message_says_what_to_install(tmp_path: Path, capsys) -> None:
