@@ -16,14 +16,10 @@ once read; `serve` keeps Gradio's files in its own temporary folder and removes 
 from __future__ import annotations
 
 import html
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +34,7 @@ from demo.recognition import (
     recognize_strokes,
     recognize_upload,
     reply,
+    upload_folder,
 )
 from hccr.recognizer import Recognizer
 
@@ -224,28 +221,12 @@ def launch(
     )
 
 
-@contextmanager
-def upload_folder() -> Iterator[Path]:
-    """Gradio's uploads and cache go to a folder of this process, removed when it ends.
-
-    Gradio reads GRADIO_TEMP_DIR when the app is built and launched. A folder the user chose
-    with GRADIO_TEMP_DIR is used as it is and not removed.
-    """
-    chosen = os.environ.get("GRADIO_TEMP_DIR")
-    if chosen:
-        yield Path(chosen)
-        return
-    folder = Path(tempfile.mkdtemp(prefix="hccr-demo-"))
-    os.environ["GRADIO_TEMP_DIR"] = str(folder)
-    try:
-        yield folder
-    finally:
-        os.environ.pop("GRADIO_TEMP_DIR", None)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def serve(model: str | None = None, host: str = "127.0.0.1", port: int | None = 7860) -> None:
-    """Loads the model(s), builds the app and serves it until Ctrl-C or SIGTERM."""
+    """Loads the model(s), builds the app and serves it until Ctrl-C or SIGTERM.
+
+    Gradio's files go to `upload_folder()`, removed on exit; `hccr demo` sets it up before
+    gradio is imported, since gradio makes a folder under the system temp folder at import.
+    """
     import torch
 
     # One character per request: a second intra-op thread saves nothing on a 64x64 input and,

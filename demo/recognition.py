@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,3 +211,24 @@ def reply(result: Result, recognizer: Recognizer, **extra: Any) -> dict[str, Any
             "recognition_ms": round(result.recognition_ms, 3),
         },
     }
+
+
+@contextmanager
+def upload_folder() -> Iterator[Path]:
+    """Gradio's uploads and cache go to a folder of this process, removed when it ends.
+
+    Gradio reads GRADIO_TEMP_DIR when it is imported and when the app is built and launched
+    (enter this first). A folder the user chose with GRADIO_TEMP_DIR is used as it is and not
+    removed.
+    """
+    chosen = os.environ.get("GRADIO_TEMP_DIR")
+    if chosen:
+        yield Path(chosen)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hccr-demo-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -22,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from demo.app import serve  # gradio is imported only by this command
+    from demo.recognition import upload_folder
 
-    serve(args.model, args.host, args.port)
+    # Gradio's files (uploads, its cache) go to the demo's own temporary folder, removed when
+    # the demo stops; set before gradio is imported, which reads it at import.
+    with upload_folder():
+        from demo.app import serve  # gradio is imported only by this command
+
+        serve(args.model, args.host, args.port)
     return 0
