@@ -41,15 +41,16 @@ from hccr.recognizer import Recognizer
 __all__ = ["BRUSH_RADIUS", "CANVAS_SIDE", "build_demo", "launch", "serve"]
 
 PLACEHOLDER_ARCH_PREFERENCE = ("student_lw", "student_lw_050")
-# Page-wide CSS (the panel's own is scoped to it): little padding around the page on a phone,
-# so the sheet gets the screen's width; nothing wider than the screen.
-PAGE_CSS = """
+# Page-wide CSS (the panel's own is scoped to it), given as raw <head> markup because Gradio
+# scopes launch(css=...) inside its content box: little padding around the page on a phone, so
+# the sheet gets the screen's width; nothing wider than the screen.
+PAGE_HEAD = """<style>
 @media (max-width: 640px) {
-  .gradio-container { padding: 6px !important; }
-  .gradio-container .main, .gradio-container .wrap { padding: 0 !important; }
+  .gradio-container .main.app { padding: 6px 8px !important; }
 }
+#hccr-panel .html-container { padding: 0 !important; }
 html, body { overflow-x: hidden; }
-"""
+</style>"""
 
 
 class RecognizerPool:
@@ -215,7 +216,7 @@ def launch(
         inbrowser=False,
         prevent_thread_lock=not block,
         quiet=not block,
-        css=PAGE_CSS,
+        head=PAGE_HEAD,
         max_file_size=MAX_UPLOAD_BYTES,  # refused by /upload before it is written to disk
         footer_links=["api"],
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -16,16 +15,16 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 from PIL import Image
 from tiny_bundle import char_strokes
 
 from data_tools.render import render_canvas
-from demo.app import build_demo, launch, load_for_demo
+from demo.app import build_demo, load_for_demo
 from demo.panel import panel_html
 from demo.recognition import (
     BRUSH_RADIUS,
@@ -239,35 +238,6 @@ def test_model_picker_lists_every_shipped_bundle(tiny_bundle_path, tmp_path, mon
     assert 'id="hccr-model"' not in panel_html([rec.name])  # one model: no picker
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served_demo(tiny_bundle_path: Path, tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """The demo over the tiny bundle on 127.0.0.1, as `serve` runs it; yields (URL, its folder)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    saved = os.environ.pop("GRADIO_TEMP_DIR", None)
-    try:
-        with upload_folder() as folder:
-            demo = build_demo(Recognizer.from_bundle(tiny_bundle_path))
-            port = _free_port()
-            launch(demo, port=port, block=False)
-            try:
-                yield f"http://127.0.0.1:{port}/", folder
-            finally:
-                demo.close()
-    finally:
-        if saved is not None:
-            os.environ["GRADIO_TEMP_DIR"] = saved
-        torch.set_num_threads(threads)
-
-
 def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
@@ -323,7 +293,7 @@ def test_hccr_demo_keeps_uploads_out_of_the_system_temp_folder(
     client_mod = pytest.importorskip("gradio_client")
     system_tmp = tmp_path / "tmp"
     system_tmp.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
     env.update(TMPDIR=str(system_tmp), GRADIO_ANALYTICS_ENABLED="False",
                PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))  # fmt: skip
