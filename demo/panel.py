@@ -1,9 +1,9 @@
 """The handwriting panel: a small HTML canvas and a few buttons, as one `gr.HTML` component.
 
-Gradio's Sketchpad sent its whole editor state (composite, layers and background as images)
-through the queue on every change, and its clear did not always clear; this panel keeps the
-strokes as point lists in the page, draws them on a plain canvas and sends only the points,
-with one direct request per pen-up (`panel.js`). Candidates are plain buttons named by their
+Not Gradio's Sketchpad, whose value is the whole editor state as image files, uploaded and
+queued as the drawing changes (see BENCHMARKS.md): this panel keeps the strokes as point lists
+in the page, draws them on a plain canvas and sends only the points, with one direct request
+per pen-up to a server function (`panel.js`). Candidates are plain buttons named by their
 character; picking one appends it to the text and clears the sheet for the next character.
 """
 
