@@ -123,7 +123,7 @@ def open_panel(page, url: str) -> None:
     page.wait_for_selector(".hccr-root[data-ready='1']", timeout=30_000)
 
 
-def test_desktop_writes_characters_in_sequence(served_demo, browser, tmp_path: Path) -> None:
+def test_desktop_writes_characters_in_sequence(browser, served_demo, tmp_path: Path) -> None:
     url, _ = served_demo
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url.rstrip("/"))
@@ -229,7 +229,7 @@ def test_desktop_writes_characters_in_sequence(served_demo, browser, tmp_path: P
     context.close()
 
 
-def test_phone_writes_with_a_finger(served_demo, browser, tmp_path: Path) -> None:
+def test_phone_writes_with_a_finger(browser, served_demo, tmp_path: Path) -> None:
     url, _ = served_demo
     width, height = 390, 844
     context = browser.new_context(
