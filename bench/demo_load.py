@@ -1,21 +1,23 @@
-"""Demo under load: C concurrent Gradio clients x R requests each against `hccr demo` on 127.0.0.1.
+"""Demo under load: C concurrent clients x R requests each against `hccr demo` on 127.0.0.1.
 
-Starts the demo as a subprocess (`python -m demo.app`, i.e. `hccr demo`), waits until it answers,
-then C threads each open a `gradio_client.Client` and send R canvas drawings (RGBA PNGs of
-pen-rendered characters, transparent background, like the Sketchpad's) to the `/recognize`
-endpoint, the same handler the canvas' change event calls. Prints client-side latency
-(p50/p95/max, including queueing), the server-side recognition time each reply reports
-(preprocess + model, p50/p95), throughput and the error count.
+Starts the demo as a subprocess (`python -m hccr.cli demo`), waits until it answers, then C
+threads each send R characters:
+  --via strokes (default): the handwriting panel's own request, the strokes of a character as
+    JSON posted to Gradio's component server (what the page sends on every pen-up);
+  --via image: a PNG of the drawing (RGBA, transparent background) through `gradio_client` and
+    the `/recognize` image API (upload, then the queue).
+Prints client-side latency (p50/p95/max, including queueing), the server-side recognition time
+each reply reports (preprocess + model, p50/p95), throughput and the error count.
 
   python bench/demo_load.py                          # 20 clients x 50 requests, default model
-  python bench/demo_load.py --clients 5 --requests 20 --model gb1-teacher
+  python bench/demo_load.py --clients 5 --requests 20 --via image --model gb1-teacher
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -36,22 +38,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _strokes(ch: str) -> list[list[int]]:
+    """`ch` as the panel sends it: integer points on the 400 x 400 sheet, 60 px margins."""
+    from data_tools.strokes import load_medians
+
+    return [np.rint(60 + s * 280).astype(int).ravel().tolist() for s in load_medians().get(ch)]
+
+
 def _drawings(folder: Path, count: int) -> list[Path]:
     from PIL import Image
 
-    from data_tools.render import render_strokes
-    from data_tools.strokes import load_medians
+    from demo.recognition import parse_strokes, strokes_image
 
-    medians = load_medians()
     paths = []
     for i, ch in enumerate(CHARS[:count]):
-        ink = render_strokes(medians.get(ch), pen_width=0.035, canvas=400)
-        rgba = np.zeros((400, 400, 4), np.uint8)
-        rgba[..., 3] = ink  # black ink, transparent background
         path = folder / f"{i:02d}.png"
-        Image.fromarray(rgba, "RGBA").save(path)
+        Image.fromarray(strokes_image(parse_strokes(_strokes(ch))), "RGBA").save(path)
         paths.append(path)
     return paths
+
+
+class StrokesClient:
+    """The panel's request: POST the strokes to Gradio's component server, JSON back."""
+
+    def __init__(self, url: str) -> None:
+        with urllib.request.urlopen(url + "config", timeout=30) as r:
+            config = json.load(r)
+        self.component = next(c["id"] for c in config["components"]
+                              if c.get("props", {}).get("elem_id") == "hccr-panel")  # fmt: skip
+        self.endpoint = url + "gradio_api/component_server/"
+        self.session = os.urandom(8).hex()
+
+    def predict(self, strokes: list[list[int]]) -> dict:
+        body = json.dumps({"data": {"seq": 1, "strokes": strokes, "model": None},
+                           "component_id": self.component, "fn_name": "recognize_strokes",
+                           "session_hash": self.session}).encode()  # fmt: skip
+        request = urllib.request.Request(self.endpoint, data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return json.load(r)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -76,18 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="bundle (default: the demo's default)")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    parser.add_argument("--via", choices=("strokes", "image"), default="strokes",
+                        help="the panel's strokes request, or the image API (default: strokes)")  # fmt: skip
     args = parser.parse_args(argv)
 
     from gradio_client import Client, handle_file
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
-    cmd = [sys.executable, "-m", "demo.app", "--port", str(port)]
+    cmd = [sys.executable, "-m", "hccr.cli", "demo", "--port", str(port)]
     if args.model:
         cmd += ["--model", args.model]
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryDirectory(prefix="hccr-demo-load-") as tmp:
         drawings = _drawings(Path(tmp), 20)
+        strokes = [_strokes(ch) for ch in CHARS[:20]]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)  # fmt: skip
         try:
@@ -101,29 +129,34 @@ def main(argv: list[str] | None = None) -> int:
             def client_loop(k: int) -> None:
                 nonlocal model_name
                 try:
-                    client = Client(url, verbose=False)
+                    client = Client(url, verbose=False) if args.via == "image" else None
+                    panel = StrokesClient(url) if args.via == "strokes" else None
                 except Exception as e:  # connection problems count as errors, like failed calls
                     with lock:
                         errors.extend([f"client {k}: {e}"] * args.requests)
                     return
                 for r in range(args.requests):
-                    path = drawings[(k + r) % len(drawings)]
-                    value = {"background": None, "layers": [], "composite": handle_file(str(path))}
+                    i = (k + r) % len(drawings)
                     start = time.perf_counter()
                     try:
-                        label, _, status = client.predict(value, api_name="/recognize")
+                        if panel is not None:
+                            out = panel.predict(strokes[i])
+                            if out.get("error"):
+                                raise RuntimeError(out["error"])
+                        else:
+                            out = client.predict(
+                                handle_file(str(drawings[i])), api_name="/recognize"
+                            )
                     except Exception as e:
                         with lock:
                             errors.append(f"client {k} request {r}: {type(e).__name__}: {e}")
                         continue
                     elapsed = (time.perf_counter() - start) * 1000
-                    m = re.search(r"in ([\d.]+) ms by (.+) \((\w+)\)\.$", status or "")
                     with lock:
                         latencies.append(elapsed)
-                        if m:
-                            server_ms.append(float(m.group(1)))
-                            model_name = f"{m.group(2)} ({m.group(3)})"
-                        if not label or not label.get("confidences"):
+                        server_ms.append(out["timing"]["recognition_ms"])
+                        model_name = out["model"]
+                        if not out["candidates"]:
                             errors.append(f"client {k} request {r}: empty result")
 
             threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(args.clients)]
@@ -142,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total = args.clients * args.requests
     print(f"model: {model_name or args.model or 'default'}; {os.cpu_count()} CPUs; "
-          f"{args.clients} clients x {args.requests} requests = {total}")  # fmt: skip
+          f"{args.clients} clients x {args.requests} requests = {total}, via {args.via}")  # fmt: skip
     print(f"errors: {len(errors)}")
     for line in errors[:5]:
         print(f"  {line}")

@@ -1,9 +1,13 @@
-"""Real-time drawing demo: draw a character, see the top-10 candidates update on every stroke.
+"""Handwriting panel demo: write characters one by one, pick each from its top-10 candidates.
 
-A thin wrapper over `hccr.Recognizer`: no preprocessing here (the canvas' RGBA drawing goes to
-`Recognizer.prepare`, i.e. `hccr.preprocess`, as it is). `build_demo(recognizer)` builds the
-Gradio Blocks app without launching it (tests drive it in a browser); `main` / `serve` launch it
-on 127.0.0.1 by default and never reach the internet (no share link, no analytics).
+A thin wrapper over `hccr.Recognizer`: no preprocessing here. The page is one HTML panel
+(`demo/panel.py`): a canvas that keeps strokes as point lists, sends the strokes of the character
+on each pen-up, shows the candidates as buttons, appends a picked one to the text and clears the
+sheet for the next. `build_demo(recognizer)` builds the Gradio Blocks app without launching it
+(tests drive it in a browser); `launch` / `serve` run it on 127.0.0.1 by default, never reaching
+the internet (no share link, no analytics). An image API (`/recognize`, for `gradio_client`)
+takes an image file, capped in bytes and pixels before it is decoded, and deletes each upload
+once read; `serve` keeps Gradio's files in its own temporary folder and removes it on exit.
 
   hccr demo                       # models/gb1-student, or an untrained placeholder if none ships
   hccr demo --model gb1-teacher --port 7861
@@ -11,104 +15,42 @@ on 127.0.0.1 by default and never reach the internet (no share link, no analytic
 
 from __future__ import annotations
 
-import argparse
-import base64
 import html
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import gradio as gr
-import numpy as np
 
-from hccr.preprocess import EmptyImageError
+from demo.panel import build_panel
+from demo.recognition import (
+    BRUSH_RADIUS,
+    CANVAS_SIDE,
+    MAX_UPLOAD_BYTES,
+    DrawingError,
+    recognize_strokes,
+    recognize_upload,
+    reply,
+    upload_folder,
+)
 from hccr.recognizer import Recognizer
 
-TOPK = 10
-CANVAS_SIDE = 400  # canvas pixels; the drawing is normalised to the model's 64x64 anyway
-BRUSH_RADIUS = 7  # px on the 400 px canvas: a pen-like stroke, ~1/25 of a character's height
+__all__ = ["BRUSH_RADIUS", "CANVAS_SIDE", "build_demo", "launch", "serve"]
+
 PLACEHOLDER_ARCH_PREFERENCE = ("student_lw", "student_lw_050")
-EMPTY_STATUS = "Draw a character on the canvas."
-# The Sketchpad starts, and restarts after every clear, with no tool selected ("select the draw
-# tool to start"). Select the brush for the user: poll for ~3 s, because the editor resets its
-# tool asynchronously after a clear; the selected tool button carries the "highlight" class.
-_SELECT_BRUSH_JS = """
-() => {
-  let ticks = 0;
-  const tick = () => {
-    const tool = (name) => document.querySelector(`#hccr-canvas button[aria-label="${name}"]`);
-    const brush = tool('Brush'), eraser = tool('Erase');
-    if (eraser && eraser.classList.contains('highlight')) return;  // the user chose the eraser
-    if (brush && !brush.classList.contains('highlight')) brush.click();
-    if (++ticks < 30) setTimeout(tick, 100);
-  };
-  tick();
+# Page-wide CSS (the panel's own is scoped to it), given as raw <head> markup because Gradio
+# scopes launch(css=...) inside its content box: little padding around the page on a phone, so
+# the sheet gets the screen's width; nothing wider than the screen.
+PAGE_HEAD = """<style>
+@media (max-width: 640px) {
+  .gradio-container .main.app { padding: 6px 8px !important; }
 }
-"""
-
-
-def canvas_image(value: Any) -> np.ndarray | None:
-    """The Sketchpad's value -> its RGBA composite (transparent background), or None if blank.
-
-    Gradio's ImageEditor value is {"background", "layers", "composite"}; with image_mode="RGBA"
-    the composite keeps the transparent background, which `hccr.preprocess.to_ink` reads as
-    background (ink = alpha), so no compositing is needed here.
-    """
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        image = value.get("composite")
-        if image is None:
-            layers = [layer for layer in value.get("layers") or [] if layer is not None]
-            image = layers[0] if len(layers) == 1 else None
-    else:
-        image = value
-    if image is None:
-        return None
-    arr = np.asarray(image)
-    return arr if arr.size else None
-
-
-def preview_html(prepared: np.ndarray | None, size: int = 96) -> str:
-    """The model's input image as an inline PNG, upscaled without smoothing."""
-    if prepared is None:
-        inner = f'<div style="width:{size}px;height:{size}px;background:#000;opacity:.15"></div>'
-    else:
-        ok, png = cv2.imencode(".png", prepared)
-        src = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode() if ok else ""
-        inner = (
-            f'<img id="hccr-preview-img" src="{src}" width="{size}" height="{size}" '
-            f'alt="model input" style="image-rendering:pixelated;border:1px solid #888">'
-        )
-    side = prepared.shape[0] if prepared is not None else 64
-    return (
-        f'<div id="hccr-preview">{inner}<div style="font-size:12px;opacity:.7">'
-        f"what the model sees ({side}x{side})</div></div>"
-    )
-
-
-def recognize_drawing(
-    recognizer: Recognizer, value: Any, topk: int = TOPK
-) -> tuple[dict[str, float] | None, str, str]:
-    """One canvas value -> (candidates for gr.Label, preview HTML, status line).
-
-    An empty canvas is not an error: it gives no candidates and a hint.
-    """
-    image = canvas_image(value)
-    if image is None:
-        return None, preview_html(None), EMPTY_STATUS
-    start = time.perf_counter()
-    try:
-        prepared = recognizer.prepare(image)
-    except EmptyImageError:
-        return None, preview_html(None), EMPTY_STATUS
-    top = recognizer.recognize_prepared(prepared[None], topk)[0]
-    ms = (time.perf_counter() - start) * 1000
-    status = f"Recognised in {ms:.1f} ms by {recognizer.name} ({recognizer.backend})."
-    return {c.char: c.prob for c in top}, preview_html(prepared), status
+#hccr-panel .html-container { padding: 0 !important; }
+html, body { overflow-x: hidden; }
+</style>"""
 
 
 class RecognizerPool:
@@ -129,7 +71,7 @@ class RecognizerPool:
         with self._lock:  # two first requests for the same model load it once
             if name not in self._loaded:
                 if name not in self._paths:
-                    raise gr.Error(f"unknown model {name!r}; known: {', '.join(self.names)}")
+                    raise DrawingError(f"unknown model {name!r}; known: {', '.join(self.names)}")
                 self._loaded[name] = Recognizer.from_bundle(self._paths[name], num_threads=1)
             return self._loaded[name]
 
@@ -166,26 +108,50 @@ def build_demo(
     bundles: Mapping[str, Path] | None = None,
     warning: str | None = None,
 ) -> gr.Blocks:
-    """The demo's Blocks app (not launched).
+    """The demo's Blocks app (not launched; `launch` adds the page CSS and the upload cap).
 
     Args:
         recognizer: the model shown first.
         bundles: other models to offer in a picker (name -> bundle folder), loaded on first use.
-        warning: shown in a banner above the canvas (e.g. "untrained placeholder model").
+        warning: shown in a banner above the panel (e.g. "untrained placeholder model").
     """
     pool = RecognizerPool(recognizer, bundles)
 
-    def on_draw(value: Any, model_name: str | None):
-        return recognize_drawing(pool.get(model_name), value)
+    def recognize_strokes_request(request: Any) -> dict[str, Any]:
+        """One pen-up: {"seq", "strokes": [[x0, y0, ...], ...], "model"} -> candidates as JSON."""
+        start = time.perf_counter()
+        seq = request.get("seq") if isinstance(request, dict) else None
+        try:
+            if not isinstance(request, dict):
+                raise DrawingError("expected {seq, strokes, model}")
+            rec = pool.get(request.get("model"))
+            out = reply(recognize_strokes(rec, request.get("strokes")), rec, seq=seq)
+        except DrawingError as e:
+            return {"seq": seq, "error": str(e)}
+        out["timing"]["server_ms"] = round((time.perf_counter() - start) * 1000, 3)
+        return out
 
-    def on_pick(text: str | None, evt: gr.SelectData) -> str:
-        return (text or "") + str(evt.value)
+    # the JS calls it by this name
+    recognize_strokes_request.__name__ = "recognize_strokes"
 
-    with gr.Blocks(title="hccr: handwritten Chinese character recognition") as demo:
+    def recognize_image_api(path: str | None, model_name: str | None) -> dict[str, Any]:
+        if not path:
+            raise gr.Error("no image given")
+        try:
+            rec = pool.get(model_name)
+            return reply(recognize_upload(rec, path), rec)
+        except DrawingError as e:
+            raise gr.Error(str(e)) from None
+
+    with gr.Blocks(
+        title="hccr: handwritten Chinese character recognition",
+        delete_cache=(300, 300),  # uploads never passed to a handler are dropped after 5 min
+    ) as demo:
         gr.Markdown(
-            "## Handwritten Chinese character recognition\n"
-            "Draw one character. Candidates update on every stroke; click one to add it to "
-            "the text."
+            "### Handwritten Chinese character recognition\n"
+            "Write one character on the sheet; pick it from the candidates to add it to the "
+            "text and write the next.",
+            elem_id="hccr-intro",
         )
         if warning:
             gr.HTML(
@@ -193,64 +159,19 @@ def build_demo(
                 'border:1px solid #ffda6a;border-radius:6px;padding:10px 14px;font-weight:600">'
                 f"&#9888; {html.escape(warning)}</div>"
             )
-        with gr.Row():
-            with gr.Column(scale=3, min_width=300):
-                canvas = gr.Sketchpad(
-                    type="numpy",
-                    image_mode="RGBA",
-                    canvas_size=(CANVAS_SIDE, CANVAS_SIDE),
-                    fixed_canvas=True,
-                    brush=gr.Brush(
-                        default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"
-                    ),
-                    layers=False,
-                    transforms=(),
-                    label="Draw one character",
-                    height=CANVAS_SIDE + 110,  # toolbar + canvas at 100% zoom
-                    elem_id="hccr-canvas",
-                )
-                with gr.Row():
-                    clear = gr.Button("Clear canvas", elem_id="hccr-clear")
-                    model = gr.Dropdown(
-                        choices=pool.names,
-                        value=pool.names[0],
-                        label="Model",
-                        visible=len(pool.names) > 1,
-                        elem_id="hccr-model",
-                    )
-            with gr.Column(scale=2, min_width=260):
-                candidates = gr.Label(
-                    num_top_classes=TOPK, label="Top-10 (click to add)", elem_id="hccr-candidates"
-                )
-                status = gr.Markdown(EMPTY_STATUS, elem_id="hccr-status")
-                preview = gr.HTML(preview_html(None), elem_id="hccr-preview-box")
-                text = gr.Textbox(label="Text", elem_id="hccr-text", interactive=True)
-                with gr.Row():
-                    backspace = gr.Button("Delete last", size="sm", elem_id="hccr-backspace")
-                    clear_text = gr.Button("Clear text", size="sm", elem_id="hccr-clear-text")
-
-        outputs = [candidates, preview, status]
-        canvas.change(
-            on_draw,
-            inputs=[canvas, model],
-            outputs=outputs,
-            trigger_mode="always_last",
-            show_progress="hidden",
-            concurrency_limit=4,
+        build_panel(pool.names, recognize_strokes_request)
+        # The image API (gradio_client): hidden from the page.
+        with gr.Row(visible=False):
+            image = gr.Image(type="filepath", image_mode=None, label="Image", elem_id="hccr-image")
+            model = gr.Dropdown(choices=pool.names, value=pool.names[0], label="Model")
+            result = gr.JSON(label="Candidates")
+        gr.Button(visible=False).click(
+            recognize_image_api,
+            inputs=[image, model],
+            outputs=[result],
             api_name="recognize",
-        )
-        model.change(on_draw, inputs=[canvas, model], outputs=outputs, show_progress="hidden")
-        clear.click(
-            lambda: (None, None, preview_html(None), EMPTY_STATUS),
-            outputs=[canvas, *outputs],
             show_progress="hidden",
-            api_name=False,
-        ).then(None, js=_SELECT_BRUSH_JS)
-        canvas.clear(None, js=_SELECT_BRUSH_JS)  # the editor's own clear button
-        demo.load(None, js=_SELECT_BRUSH_JS)
-        candidates.select(on_pick, inputs=[text], outputs=[text], show_progress="hidden")
-        backspace.click(lambda t: (t or "")[:-1], inputs=[text], outputs=[text], api_name=False)
-        clear_text.click(lambda: "", outputs=[text], api_name=False)
+        )
     return demo
 
 
@@ -283,21 +204,10 @@ def load_for_demo(model: str | None) -> tuple[Recognizer, dict[str, Path], str |
     return rec, others, None
 
 
-def serve(
-    model: str | None = None,
-    host: str = "127.0.0.1",
-    port: int | None = 7860,
-    *,
-    block: bool = True,
-) -> gr.Blocks:
-    """Loads the model(s), builds the app and launches it (blocking unless block=False)."""
-    import torch
-
-    # One character per request: a second intra-op thread saves nothing on a 64x64 input and,
-    # on a busy 2-core machine, waiting for it costs ~100 ms a call (measured: 1 ms vs 120 ms).
-    torch.set_num_threads(1)
-    rec, others, warning = load_for_demo(model)
-    demo = build_demo(rec, bundles=others, warning=warning)
+def launch(
+    demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True
+) -> None:
+    """Launches a built demo with the page CSS and the upload size cap."""
     demo.queue(default_concurrency_limit=4)
     demo.launch(
         server_name=host,
@@ -306,21 +216,41 @@ def serve(
         inbrowser=False,
         prevent_thread_lock=not block,
         quiet=not block,
+        head=PAGE_HEAD,
+        max_file_size=MAX_UPLOAD_BYTES,  # refused by /upload before it is written to disk
+        footer_links=["api"],
     )
-    return demo
+
+
+def serve(model: str | None = None, host: str = "127.0.0.1", port: int | None = 7860) -> None:
+    """Loads the model(s), builds the app and serves it until Ctrl-C or SIGTERM.
+
+    Gradio's files go to `upload_folder()`, removed on exit; `hccr demo` sets it up before
+    gradio is imported, since gradio makes a folder under the system temp folder at import.
+    """
+    import torch
+
+    # One character per request: a second intra-op thread saves nothing on a 64x64 input and,
+    # on a busy 2-core machine, waiting for it costs ~100 ms a call (measured: 1 ms vs 120 ms).
+    torch.set_num_threads(1)
+    rec, others, warning = load_for_demo(model)
+    with upload_folder():
+        demo = build_demo(rec, bundles=others, warning=warning)
+        launch(demo, host, port, block=False)
+        print(f"hccr demo: serving {rec.name} on http://{host}:{port}/ (Ctrl-C to stop)")
+        try:
+            while True:  # Ctrl-C or SIGTERM (`hccr` raises it as an interrupt) ends it
+                time.sleep(1)
+        finally:
+            demo.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m demo.app [--model M] [--host H] [--port P]`."""
-    from hccr.commands.demo import (
-        add_arguments,
-    )  # one definition of the flags, shared with `hccr demo`
+    """`python -m demo.app [--model M] [--host H] [--port P]`: the same as `hccr demo`."""
+    from hccr.cli import COMMANDS, run_cli
 
-    parser = argparse.ArgumentParser(prog="demo.app", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    serve(args.model, args.host, args.port)
-    return 0
+    argv = sys.argv[1:] if argv is None else argv
+    return run_cli("demo.app", {"demo": COMMANDS["demo"]}, ["demo", *argv])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +40,38 @@ def tiny_recognizer(tiny_bundle_path: Path):
     from hccr.recognizer import Recognizer
 
     return Recognizer.from_bundle(tiny_bundle_path)
+
+
+# --- demo fixtures (issue 21) -----------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_demo(tiny_bundle_path: Path) -> Iterator[tuple[str, Path]]:
+    """The demo over the tiny bundle on 127.0.0.1, launched as `hccr demo` launches it, in this
+    process and with its own upload folder; yields (URL, that folder)."""
+    import torch
+
+    from demo.app import build_demo, launch
+    from demo.recognition import upload_folder
+    from hccr.recognizer import Recognizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `hccr demo` does: one character per request
+    saved = os.environ.pop("GRADIO_TEMP_DIR", None)
+    try:
+        with upload_folder() as folder:
+            demo = build_demo(Recognizer.from_bundle(tiny_bundle_path))
+            port = free_port()
+            launch(demo, port=port, block=False)
+            try:
+                yield f"http://127.0.0.1:{port}/", folder
+            finally:
+                demo.close()
+    finally:
+        if saved is not None:
+            os.environ["GRADIO_TEMP_DIR"] = saved
+        torch.set_num_threads(threads)

@@ -1,7 +1,8 @@
-"""Serve the real-time drawing demo (Gradio) on 127.0.0.1.
+"""Serve the handwriting panel demo (Gradio) on 127.0.0.1.
 
-Draw a character; the top-10 candidates update on every stroke. Without --model the default
-shipped bundle is used, or, until one ships, an untrained placeholder (the page says so).
+Write a character on the sheet; the top-10 candidates update after every stroke; pick one to
+add it to the text and write the next. Without --model the default shipped bundle is used, or,
+until one ships, an untrained placeholder (the page says so).
 
   hccr demo
   hccr demo --model gb1-teacher --port 7861
@@ -21,7 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from demo.app import serve  # gradio is imported only by this command
+    from demo.recognition import upload_folder
 
-    serve(args.model, args.host, args.port)
+    # Gradio's files (uploads, its cache) go to the demo's own temporary folder, removed when
+    # the demo stops; set before gradio is imported, which reads it at import.
+    with upload_folder():
+        from demo.app import serve  # gradio is imported only by this command
+
+        serve(args.model, args.host, args.port)
     return 0
