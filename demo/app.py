@@ -247,10 +247,10 @@ def serve(model: str | None = None, host: str = "127.0.0.1", port: int | None = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m demo.app [--model M] [--host H] [--port P]`: the same as `hccr demo`."""
-    from hccr.cli import COMMANDS, run_cli
+    from hccr.cli import run_cli
 
     argv = sys.argv[1:] if argv is None else argv
-    return run_cli("demo.app", {"demo": COMMANDS["demo"]}, ["demo", *argv])
+    return run_cli("demo.app", {"demo": "demo.command"}, ["demo", *argv])
 
 
 if __name__ == "__main__":

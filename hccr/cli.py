@@ -36,7 +36,7 @@ COMMANDS = {
     "export": "hccr.commands.export",
     "recognize": "hccr.commands.recognize",
     "adapt": "hccr.commands.adapt",
-    "demo": "hccr.commands.demo",
+    "demo": "demo.command",  # the demo owns its command; the library never imports it
 }
 
 

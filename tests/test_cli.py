@@ -40,7 +40,7 @@ def test_a_command_imports_only_its_own_module() -> None:
         "    main(['profile', '--help'])"
     )
     assert "hccr.commands.profile" in modules
-    assert "hccr.commands.train" not in modules and "hccr.commands.demo" not in modules
+    assert "hccr.commands.train" not in modules and "demo.command" not in modules
 
 
 @pytest.mark.parametrize("commands", [COMMANDS, DATA_COMMANDS], ids=["hccr", "hccr-data"])
