@@ -60,17 +60,19 @@ const watch = setInterval(() => {
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Waits until the demo answers on `url` (bench/demo_load.py uses it too)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"demo exited with {proc.returncode}: {proc.stdout.read()}")
+            output = proc.stdout.read() if proc.stdout else ""
+            raise SystemExit(f"demo exited with {proc.returncode}: {output}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -288,12 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory(prefix="hccr-demo-latency-") as tmp:
         proc = start_demo(port, args.model, args.app_rev, Path(tmp))
         try:
-            _wait_ready(url, proc)
+            wait_ready(url, proc)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 900})

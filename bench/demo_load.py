@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,14 +27,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from demo_latency import free_port, wait_ready  # bench/ is on sys.path as the script's folder
 
 CHARS = "永一十人口日月山水火大中国我你好学生天"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _strokes(ch: str) -> list[list[int]]:
@@ -79,19 +73,6 @@ class StrokesClient:
             return json.load(r)
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"demo exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"demo did not answer on {url} within {timeout:.0f} s")
-
-
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -107,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gradio_client import Client, handle_file
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/"
     cmd = [sys.executable, "-m", "hccr.cli", "demo", "--port", str(port)]
     if args.model:
@@ -119,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)  # fmt: skip
         try:
-            _wait_ready(url, proc)
+            wait_ready(url, proc)
             latencies: list[float] = []
             server_ms: list[float] = []
             errors: list[str] = []
