@@ -27,8 +27,15 @@ from data_tools.render import render_strokes
 from hccr.atomic import OutputError, partial_path, write_failure
 from hccr.casia import CasiaFormatError, iter_gnt, iter_pot, scan_records
 from hccr.charset import Charset
-from hccr.lmdb_format import LmdbWriter, check_output, encode_sample, prepare_output
+from hccr.lmdb_format import (
+    LmdbWriter,
+    build_meta,
+    check_output,
+    encode_sample,
+    prepare_output,
+)
 from hccr.preprocess import (
+    DEFAULT_IMAGE_SIZE,
     NORM_METHODS,
     EmptyImageError,
     NormConfig,
@@ -292,21 +299,16 @@ def pack(
             skipped_total = Counter()
             for st in stats.values():
                 skipped_total.update(st.skipped)
-            meta = {
-                "kind": "casia",
-                "charset_name": options.charset.name,
-                "charset": list(options.charset.chars),
-                "num_classes": len(options.charset),
-                "image_size": options.norm.size,
-                "norm": options.norm.to_dict(),
-                "ink": "bright",
-                "pen_width": options.pen_width,
-                "sources": {str(p): st.to_dict() for p, st in stats.items()},
-                "records": sum(st.records for st in stats.values()),
-                "skipped": dict(skipped_total),
-                "skipped_examples": examples,
-                "writers": sorted({st.writer for st in stats.values()}),
-            }
+            meta = build_meta(
+                "casia",
+                options.charset,
+                options.norm,
+                sources={str(p): st.to_dict() for p, st in stats.items()},
+                writers=(st.writer for st in stats.values()),
+                skipped=skipped_total,
+                pen_width=options.pen_width,
+                skipped_examples=examples,
+            )
             written = sum(st.written for st in stats.values())
             counted = written + sum(skipped_total.values())
             # every record read is written or skipped with a reason: say so, or refuse to finish
@@ -362,7 +364,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=".gnt/.pot files or folders (searched recursively)",
     )
     parser.add_argument("-o", "--out", required=True, type=Path, help="output LMDB folder")
-    parser.add_argument("--size", type=int, default=64, help="normalised image side (default: 64)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=DEFAULT_IMAGE_SIZE,
+        help=f"normalised image side (default: {DEFAULT_IMAGE_SIZE})",
+    )
     parser.add_argument(
         "--norm", default="moment", choices=NORM_METHODS, help="normalisation (default: moment)"
     )

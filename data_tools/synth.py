@@ -58,7 +58,7 @@ from data_tools.sampler import (
 )
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
-from hccr.preprocess import NormConfig, warm_up
+from hccr.preprocess import DEFAULT_IMAGE_SIZE, INK_THRESHOLD, NormConfig, warm_up
 
 __all__ = [
     "SampleMaker",
@@ -112,7 +112,7 @@ def _run_chunk(item: tuple[int, str, int, int, bool]) -> dict:
 
 def _gnt_bitmap(ink: np.ndarray) -> np.ndarray:
     # Like a CASIA scan: cropped to the character plus a small border, dark ink on white.
-    ys, xs = np.nonzero(ink > 24)
+    ys, xs = np.nonzero(ink > INK_THRESHOLD)
     crop = ink[max(0, ys.min() - 2) : ys.max() + 3, max(0, xs.min() - 2) : xs.max() + 3]
     return 255 - crop
 
@@ -161,7 +161,7 @@ def write_synth(
     Returns the summary that also goes into the LMDB metadata under `synth`.
     """
     from hccr.casia import write_gnt
-    from hccr.lmdb_format import LmdbWriter
+    from hccr.lmdb_format import LmdbWriter, build_meta
 
     faces = usable_faces(faces, cfg)
     _check_coverable(charset, faces, cfg)
@@ -230,29 +230,17 @@ def write_synth(
             if gnt_error:
                 raise gnt_error[0]
         if writer is not None:
+            # same shape as pack's per-file stats; synth never skips a sample
+            source = {"writer": -1, "records": total, "written": total, "skipped": {}}
             writer.finish(
-                {
-                    "kind": "synth",
-                    "charset_name": charset.name,
-                    "charset": list(charset.chars),
-                    "num_classes": len(charset),
-                    "image_size": cfg.norm.size,
-                    "norm": cfg.norm.to_dict(),
-                    "ink": "bright",
-                    # same shape as pack's per-file stats; synth never skips a sample
-                    "sources": {
-                        f"synth:{cfg.split}:seed{cfg.seed}": {
-                            "writer": -1,
-                            "records": total,
-                            "written": total,
-                            "skipped": {},
-                        }
-                    },
-                    "records": total,
-                    "skipped": {},
-                    "writers": sorted(writer_ids),
-                    "synth": summary,
-                }
+                build_meta(
+                    "synth",
+                    charset,
+                    cfg.norm,
+                    sources={f"synth:{cfg.split}:seed{cfg.seed}": source},
+                    writers=writer_ids,
+                    synth=summary,
+                )
             )
         return summary
     except BaseException:
@@ -317,7 +305,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "hand-set), ink (ink matched to scans; off: plain)",
     )
     parser.add_argument(
-        "--size", type=int, default=64, metavar="S", help="normalised image side (default: 64)"
+        "--size",
+        type=int,
+        default=DEFAULT_IMAGE_SIZE,
+        metavar="S",
+        help=f"normalised image side (default: {DEFAULT_IMAGE_SIZE})",
     )
     parser.add_argument(
         "--norm",
