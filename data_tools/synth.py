@@ -134,9 +134,9 @@ def write_synth(
 ) -> dict:
     """Generates `cfg.per_char` samples per class into `out` (LMDB) and/or `gnt_path`.
 
-    Returns the summary that also goes into the LMDB metadata under `synth`.
+    Returns the summary that also goes into the LMDB metadata under `synth`. One loop feeds the
+    LMDB, the .gnt and the counts from the same stream of chunks, so it stays one function.
     """
-    from hccr.casia import write_gnt
     from hccr.lmdb_format import LmdbWriter, build_meta
 
     faces = usable_faces(faces, cfg)
@@ -145,22 +145,7 @@ def write_synth(
     style_counts: Counter = Counter()
     missing: dict[str, Counter] = defaultdict(Counter)
     writer_ids: set[int] = set()
-    gnt_queue: queue.Queue | None = None
-    gnt_thread = None
-    gnt_error: list[BaseException] = []
-    if gnt_path is not None:
-        gnt_queue = queue.Queue(maxsize=64)
-
-        def _write() -> None:
-            try:
-                write_gnt(gnt_path, iter(gnt_queue.get, None))
-            except BaseException as e:  # re-raised in the main thread
-                gnt_error.append(e)
-                while gnt_queue.get() is not None:  # drain so the producer never blocks
-                    pass
-
-        gnt_thread = threading.Thread(target=_write, daemon=True)
-        gnt_thread.start()
+    gnt = _GntStream(gnt_path) if gnt_path is not None else None
     writer = LmdbWriter(out, overwrite=overwrite) if out is not None else None
     for stale in writer.stale_removed if writer is not None else ():
         print(
@@ -173,38 +158,17 @@ def write_synth(
             if writer is not None:
                 for value in chunk["values"]:
                     writer.add_encoded(value, chunk["label"])
-            if gnt_queue is not None:
-                ch = charset.char(chunk["label"])
-                for bitmap in chunk["gnt"]:
-                    gnt_queue.put((ch, bitmap))
+            if gnt is not None:
+                gnt.put(charset.char(chunk["label"]), chunk["gnt"])
             style_counts.update(chunk["styles"])
             for name, reason in chunk["missing"]:
                 missing[name][reason] += 1
             writer_ids.update(chunk["writers"])
             bar.update(len(chunk["values"]))
         bar.close()
-        summary = {
-            "generator": "hccr-data synth",
-            "seed": cfg.seed,
-            "split": cfg.split,
-            "per_char": cfg.per_char,
-            "styles": cfg.styles,
-            "features": list(cfg.features),
-            "style_counts": dict(style_counts),
-            "fonts": [f.name for f in faces],
-            "holdout_font_families": list(HOLDOUT_FAMILIES),
-            "fonts_detail": [f.describe() for f in faces],
-            "font_missing_chars": {f.name: sum(missing[f.name].values()) for f in faces},
-            # characters each face could not draw, by reason (fonts.SKIP_REASONS): skipped
-            "font_skipped": {f.name: dict(missing[f.name]) for f in faces if missing[f.name]},
-            "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
-            + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
-        }
-        if gnt_queue is not None:
-            gnt_queue.put(None)
-            gnt_thread.join()
-            if gnt_error:
-                raise gnt_error[0]
+        summary = _summary(cfg, faces, style_counts, missing)
+        if gnt is not None:
+            gnt.close()
         if writer is not None:
             # same shape as pack's per-file stats; synth never skips a sample
             source = {"writer": -1, "records": total, "written": total, "skipped": {}}
@@ -222,9 +186,70 @@ def write_synth(
     except BaseException:
         if writer is not None:
             writer.abort()
-        if gnt_queue is not None and gnt_thread.is_alive():
-            gnt_queue.put(None)
+        if gnt is not None:
+            gnt.abort()
         raise
+
+
+def _summary(
+    cfg: SynthConfig,
+    faces: Sequence[FontFace],
+    style_counts: Counter,
+    missing: dict[str, Counter],
+) -> dict:
+    """What a synth run made: settings, samples per style, fonts and what each could not draw."""
+    return {
+        "generator": "hccr-data synth",
+        "seed": cfg.seed,
+        "split": cfg.split,
+        "per_char": cfg.per_char,
+        "styles": cfg.styles,
+        "features": list(cfg.features),
+        "style_counts": dict(style_counts),
+        "fonts": [f.name for f in faces],
+        "holdout_font_families": list(HOLDOUT_FAMILIES),
+        "fonts_detail": [f.describe() for f in faces],
+        "font_missing_chars": {f.name: sum(missing[f.name].values()) for f in faces},
+        # characters each face could not draw, by reason (fonts.SKIP_REASONS): skipped
+        "font_skipped": {f.name: dict(missing[f.name]) for f in faces if missing[f.name]},
+        "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
+        + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
+    }
+
+
+class _GntStream:
+    """A CASIA .gnt file written by a background thread while the samples are made; an error
+    in the thread is raised by `close()`, in the main thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._write, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path) -> None:
+        from hccr.casia import write_gnt
+
+        try:
+            write_gnt(path, iter(self._queue.get, None))
+        except BaseException as e:  # re-raised in the main thread
+            self._errors.append(e)
+            while self._queue.get() is not None:  # drain so the producer never blocks
+                pass
+
+    def put(self, ch: str, bitmaps: Sequence[np.ndarray]) -> None:
+        for bitmap in bitmaps:
+            self._queue.put((ch, bitmap))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._errors:
+            raise self._errors[0]
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
 
 
 def _check_coverable(charset: Charset, faces: Sequence[FontFace], cfg: SynthConfig) -> None:
