@@ -242,27 +242,12 @@ def pack(
             file=sys.stderr,
         )
     stats = {p: SourceStats(writer_id(p)) for p in sources}
-    examples: list[dict[str, Any]] = []
     framing: list[dict[str, Any]] = []
     chunks = [c for p in sources for c in _plan_chunks(p, options.skip_bad, stats[p], framing)]
     total = sum(c.count for c in chunks)
-    report_tmp = partial_path(report) if report else None
-    try:
-        report_file = open(report_tmp, "w", encoding="utf-8") if report_tmp else None  # noqa: SIM115
-    except OSError as e:
-        raise OutputError(report, e.strerror or str(e)) from None
-
-    def note_skip(item: dict[str, Any]) -> None:
-        if len(examples) < MAX_SKIP_EXAMPLES:
-            examples.append(item)
-        if report_file:
-            try:
-                report_file.write(json.dumps(item, ensure_ascii=False) + "\n")
-            except OSError as e:
-                raise OutputError(report, write_failure(report.parent, e)) from None
-
+    skips = _SkipLog(report)
     for item in framing:
-        note_skip(item)
+        skips.note(item)
     warm_up()  # compiled once here, inherited by the forked workers
     pool = mp.get_context("fork").Pool(workers, _init_worker, (options,)) if workers > 1 else None
     try:
@@ -287,7 +272,7 @@ def pack(
                     writer.add_encoded(value, label)
                 for offset, tag, reason in skipped:
                     st.skipped[reason] += 1
-                    note_skip(
+                    skips.note(
                         {"source": str(chunk.path), "offset": offset, "tag": tag, "reason": reason}
                     )
                 bar.update(chunk.count)
@@ -303,34 +288,71 @@ def pack(
                 writers=(st.writer for st in stats.values()),
                 skipped=skipped_total,
                 pen_width=options.pen_width,
-                skipped_examples=examples,
+                skipped_examples=skips.examples,
             )
-            written = sum(st.written for st in stats.values())
-            counted = written + sum(skipped_total.values())
-            # every record read is written or skipped with a reason: say so, or refuse to finish
-            framed = sum(n for r, n in skipped_total.items() if r.startswith(FRAMING_SKIP))
-            if counted - framed != meta["records"]:
-                raise RuntimeError(
-                    f"{out}: {meta['records']} records read but {counted - framed} accounted for"
-                )
-            if written == 0:
-                raise ValueError(f"{out}: nothing to pack: {_why_empty(stats)}")
-            if report_file:
-                try:
-                    report_file.close()  # a full disk shows here, before the LMDB is in place
-                except OSError as e:
-                    raise OutputError(report, write_failure(report.parent, e)) from None
+            written = _accounted(out, stats, skipped_total, meta["records"])
+            skips.close()  # a full disk shows here, before the LMDB is in place
             writer.finish(meta)
-            if report_tmp:
-                os.replace(report_tmp, report)
+            skips.publish()
     finally:
         if pool is not None:
             pool.terminate()
-        if report_file:
-            report_file.close()
-            report_tmp.unlink(missing_ok=True)  # gone once renamed: only a failed pack's is left
+        skips.discard()
     meta["num_samples"] = written
     return meta
+
+
+class _SkipLog:
+    """The skipped records: the first `MAX_SKIP_EXAMPLES` kept for the metadata, and every one
+    written to `report` (JSON lines) when given, under a partial name until `publish()`."""
+
+    def __init__(self, report: Path | None) -> None:
+        self.report = report
+        self.examples: list[dict[str, Any]] = []
+        self._tmp = partial_path(report) if report else None
+        try:
+            self._file = open(self._tmp, "w", encoding="utf-8") if self._tmp else None  # noqa: SIM115
+        except OSError as e:
+            raise OutputError(report, e.strerror or str(e)) from None
+
+    def note(self, item: dict[str, Any]) -> None:
+        if len(self.examples) < MAX_SKIP_EXAMPLES:
+            self.examples.append(item)
+        if self._file:
+            try:
+                self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
+            except OSError as e:
+                raise OutputError(self.report, write_failure(self.report.parent, e)) from None
+
+    def close(self) -> None:
+        if self._file:
+            try:
+                self._file.close()
+            except OSError as e:
+                raise OutputError(self.report, write_failure(self.report.parent, e)) from None
+
+    def publish(self) -> None:
+        if self._tmp:
+            os.replace(self._tmp, self.report)
+
+    def discard(self) -> None:
+        """Closes the file and removes the partial one (gone once published)."""
+        if self._file:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+
+
+def _accounted(out: Path, stats: dict[Path, SourceStats], skipped: Counter, records: int) -> int:
+    """The samples written; raises unless every record read was written or skipped with a
+    reason, or when nothing was written."""
+    written = sum(st.written for st in stats.values())
+    counted = written + sum(skipped.values())
+    framed = sum(n for r, n in skipped.items() if r.startswith(FRAMING_SKIP))
+    if counted - framed != records:
+        raise RuntimeError(f"{out}: {records} records read but {counted - framed} accounted for")
+    if written == 0:
+        raise ValueError(f"{out}: nothing to pack: {_why_empty(stats)}")
+    return written
 
 
 def _why_empty(stats: dict[Path, SourceStats]) -> str:
