@@ -234,7 +234,8 @@ def pack(
     """Packs `sources` into the LMDB `out`; returns its metadata.
 
     `report` (JSON lines, one per skipped record) is written atomically too, and only when
-    the pack succeeds.
+    the pack succeeds. One function: the pool, the LMDB writer and the skip report share one
+    try/finally, which is what keeps an interrupted pack from leaving anything behind.
     """
     for stale in prepare_output(out, overwrite):  # before any work: a bad target fails at once
         print(

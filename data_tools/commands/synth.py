@@ -46,6 +46,7 @@ from hccr.preprocess import DEFAULT_IMAGE_SIZE, NormConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags, one call each: a flat list reads best in the order `--help` shows it."""
     parser.add_argument("-o", "--output", type=Path, metavar="OUT.lmdb", help="output LMDB folder")
     parser.add_argument(
         "--chars",

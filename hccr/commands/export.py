@@ -37,6 +37,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags, one call each: a flat list reads best in the order `--help` shows it."""
     from hccr.int8 import CALIBRATION_METHODS, Int8Config
     from hccr.model_spec import add_model_spec_arguments
 
