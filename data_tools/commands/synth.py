@@ -42,7 +42,7 @@ from data_tools.sampler import (
 )
 from data_tools.synth import write_synth
 from hccr.charset import Charset
-from hccr.preprocess import DEFAULT_IMAGE_SIZE, NormConfig
+from hccr.preprocess import DEFAULT_IMAGE_SIZE, NORM_METHODS, NormConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--norm",
-        choices=("moment", "linear"),
+        choices=NORM_METHODS,
         default="moment",
         help="normalisation (default: moment)",
     )
