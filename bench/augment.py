@@ -1,5 +1,5 @@
 """Training augmentation cost per sample: the whole `train_augment` pipeline and its elastic step,
-torchvision's `v2.ElasticTransform` against `hccr.dataset.ElasticWarp`, measured in one run.
+torchvision's `v2.ElasticTransform` against `hccr.augment.ElasticWarp`, measured in one run.
 
 On a CPU the DataLoader workers augment while the model trains on the same cores, so every
 millisecond here is taken from training. Samples are read from an LMDB (any `hccr-data synth`
@@ -16,7 +16,8 @@ import time
 import torch
 from torchvision.transforms import v2
 
-from hccr.dataset import ElasticWarp, LmdbDataset, train_augment
+from hccr.augment import ElasticWarp, elastic_params, train_augment
+from hccr.dataset import LmdbDataset
 
 
 def ms_per_sample(transform, images: list[torch.Tensor]) -> float:
@@ -40,7 +41,7 @@ def main() -> None:
     step = max(1, len(ds) // args.samples)
     images = [torch.from_numpy(ds.read(i)[0].copy()).unsqueeze(0) for i in range(0, len(ds), step)]
     size = ds.image_size
-    alpha, sigma = 8.0 * size / 64, 4.0 * size / 64  # train_augment's, strength 1
+    alpha, sigma = elastic_params(size)  # train_augment's, strength 1
     before = train_augment(size)  # the pipeline as it was: torchvision's elastic step in place
     before.transforms[1].transforms[0] = v2.ElasticTransform(alpha=alpha, sigma=sigma)
     rows = {

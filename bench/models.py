@@ -19,7 +19,9 @@ import sys
 
 import torch
 
+from hccr.charset import GB2312_LEVEL1_SIZE
 from hccr.nets import create_model, list_models
+from hccr.preprocess import DEFAULT_IMAGE_SIZE
 from hccr.profiling import compare_table, profile_model
 
 
@@ -31,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", default="teacher_cnn", help="ratio denominator row (default: teacher_cnn)"
     )
-    parser.add_argument("--num-classes", type=int, default=3755)
-    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--num-classes", type=int, default=GB2312_LEVEL1_SIZE)
+    parser.add_argument("--input-size", type=int, default=DEFAULT_IMAGE_SIZE)
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads for latency (default: 1)"
     )

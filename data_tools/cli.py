@@ -1,4 +1,4 @@
-"""The `hccr-data` command: pack, info, synth, fonts."""
+"""The `hccr-data` command: one subcommand per module in `data_tools.commands`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from hccr.cli import run_cli
 
 COMMANDS = {
-    "pack": "data_tools.pack",
-    "info": "data_tools.info",
-    "synth": "data_tools.synth",
-    "fonts": "data_tools.font_install",
+    "pack": "data_tools.commands.pack",
+    "info": "data_tools.commands.info",
+    "synth": "data_tools.commands.synth",
+    "fonts": "data_tools.commands.fonts",
 }
 
 

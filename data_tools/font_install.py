@@ -1,25 +1,20 @@
-"""`hccr-data fonts install|list`: handwriting fonts from npm, cached outside the repository.
+"""`install()`: handwriting fonts from npm, cached outside the repository (`hccr-data fonts`).
 
 Each font is one real person's hand over the 3,755 GB2312 level-1 characters, a new writer for
 the `font` and `skeleton` styles of `hccr-data synth`. The npm packages ship each font split
 into woff2 subsets; `install` runs `npm pack` (the tarball only, no dependencies, no scripts),
 keeps the font files (decompressed to TTF, which opens 100x faster) and the licence, and writes
 `index.json` per family: which subset file holds each code point (read with fontTools), so
-the generator opens the right file per character without merging anything. `make fonts` and `.ci/run` call this command.
+the generator opens the right file per character without merging anything.
 
 Licences (checked in each font's name table and package): all four are SIL OFL 1.1, which
 allows this use and redistribution. 鸿雷行书简体 (@chinese-fonts/hlxsjt) is left out: its font
 says "Copyright (c) 2022 by 林鸿雷. All rights reserved." with no licence entry; the package's
 MIT licence is the repackager's and cannot license the font.
-
-    hccr-data fonts install            # into ~/.cache/hccr/fonts (or $HCCR_FONT_DIR)
-    hccr-data fonts list               # what is installed, with licences and coverage
-    hccr-data fonts sheet -o fonts.png # the same characters in every font, one row per font
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import shutil
@@ -209,38 +204,3 @@ def contact_sheet(chars: str = SHEET_CHARS, cell: int = 64, cache: Path = FONT_C
             tile.thumbnail((cell - 4, cell - 4))
             sheet.paste(tile, (x + (cell - tile.width) // 2, y + (cell - tile.height) // 2))
     return np.asarray(sheet)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "action", choices=("install", "list", "sheet"), help="install, list or show the fonts"
-    )
-    parser.add_argument("-o", "--output", type=Path, default=Path("fonts.png"),
-                        help="sheet: the PNG to write (default: %(default)s)")  # fmt: skip
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=FONT_CACHE,
-        help="font cache folder (default: $HCCR_FONT_DIR or ~/.cache/hccr/fonts: %(default)s)",
-    )
-    parser.add_argument("--force", action="store_true", help="fetch again even if installed")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == "install":
-        install(args.dir, force=args.force)  # errors: one line from run_cli
-        return 0
-    if args.action == "sheet":
-        from PIL import Image
-
-        Image.fromarray(contact_sheet(cache=args.dir)).save(args.output)
-        print(f"{args.output}: {SHEET_CHARS} in every installed CJK font")
-        return 0
-    found = sorted(p.parent for p in args.dir.glob(f"*/{INDEX_NAME}")) if args.dir.is_dir() else []
-    if not found:
-        print(f"no handwriting fonts in {args.dir}; install them with: hccr-data fonts install")
-        return 1
-    for folder in found:
-        info = load_split_index(folder)
-        print(f"{info['family']}: {info['licence']}; {info['look']}; {info['package']} ({folder})")
-    return 0

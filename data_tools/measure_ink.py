@@ -4,7 +4,7 @@
 
 Measures, per image: the stroke width as a fraction of the ink's bounding box (twice the median
 distance-to-background along the ink's skeleton) and the ink level of every ink pixel (255 minus
-the grey, pixels darker than the paper by > 24). The same is measured on `hccr-data synth`'s
+the grey, pixels darker than the paper by > INK_THRESHOLD). The same is measured on `hccr-data synth`'s
 scan-inked samples (strokes and font styles, on their canvas before normalisation). Statistics
 only: nothing learns from the scans; `styles.scan_finish` and the stroke style's pen width are
 set so that the synthetic quantiles fall in the scans' range.
@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hccr.preprocess import INK_THRESHOLD
+
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -26,7 +28,7 @@ def ink_stats(ink: np.ndarray) -> tuple[float, np.ndarray] | None:
     """(stroke width / box side, ink levels of the ink pixels) of an ink-bright map."""
     from skimage.morphology import skeletonize
 
-    mask = ink > 24
+    mask = ink > INK_THRESHOLD
     if mask.sum() < 10:
         return None
     ys, xs = np.nonzero(mask)

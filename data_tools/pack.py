@@ -1,14 +1,13 @@
-"""Pack CASIA-HWDB `.gnt` / OLHWDB `.pot` files into a normalised hccr LMDB.
+"""`pack(sources, out, options)`: CASIA `.gnt` / `.pot` files into a normalised hccr LMDB
+(the library behind `hccr-data pack`, data_tools/commands/pack.py).
 
 The main process checks each file's record framing (size fields only), then a pool of workers
 parses, normalises and compresses chunks of records while the main process writes them in
-order. Output is atomic: an interrupted or failed pack leaves no LMDB behind. Every record read
-is either written or counted under a skip reason, and the counts are stored in the metadata.
+order; every record read is written or counted under a skip reason.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -27,9 +26,13 @@ from data_tools.render import render_strokes
 from hccr.atomic import OutputError, partial_path, write_failure
 from hccr.casia import CasiaFormatError, iter_gnt, iter_pot, scan_records
 from hccr.charset import Charset
-from hccr.lmdb_format import LmdbWriter, check_output, encode_sample, prepare_output
+from hccr.lmdb_format import (
+    LmdbWriter,
+    build_meta,
+    encode_sample,
+    prepare_output,
+)
 from hccr.preprocess import (
-    NORM_METHODS,
     EmptyImageError,
     NormConfig,
     ink_from_white_background,
@@ -211,7 +214,7 @@ def _resume_after(reader, chunk: _Chunk, bad_offset: int, done: int):  # type: i
     return reader(chunk.path, nxt, remaining)
 
 
-def _seen_chars(paths: list[Path]) -> set[str]:
+def seen_chars(paths: list[Path]) -> set[str]:
     chars: set[str] = set()
     for path in paths:
         reader = iter_pot if path.suffix.lower() == ".pot" else iter_gnt
@@ -231,7 +234,8 @@ def pack(
     """Packs `sources` into the LMDB `out`; returns its metadata.
 
     `report` (JSON lines, one per skipped record) is written atomically too, and only when
-    the pack succeeds.
+    the pack succeeds. One function: the pool, the LMDB writer and the skip report share one
+    try/finally, which is what keeps an interrupted pack from leaving anything behind.
     """
     for stale in prepare_output(out, overwrite):  # before any work: a bad target fails at once
         print(
@@ -239,27 +243,12 @@ def pack(
             file=sys.stderr,
         )
     stats = {p: SourceStats(writer_id(p)) for p in sources}
-    examples: list[dict[str, Any]] = []
     framing: list[dict[str, Any]] = []
     chunks = [c for p in sources for c in _plan_chunks(p, options.skip_bad, stats[p], framing)]
     total = sum(c.count for c in chunks)
-    report_tmp = partial_path(report) if report else None
-    try:
-        report_file = open(report_tmp, "w", encoding="utf-8") if report_tmp else None  # noqa: SIM115
-    except OSError as e:
-        raise OutputError(report, e.strerror or str(e)) from None
-
-    def note_skip(item: dict[str, Any]) -> None:
-        if len(examples) < MAX_SKIP_EXAMPLES:
-            examples.append(item)
-        if report_file:
-            try:
-                report_file.write(json.dumps(item, ensure_ascii=False) + "\n")
-            except OSError as e:
-                raise OutputError(report, write_failure(report.parent, e)) from None
-
+    skips = _SkipLog(report)
     for item in framing:
-        note_skip(item)
+        skips.note(item)
     warm_up()  # compiled once here, inherited by the forked workers
     pool = mp.get_context("fork").Pool(workers, _init_worker, (options,)) if workers > 1 else None
     try:
@@ -284,7 +273,7 @@ def pack(
                     writer.add_encoded(value, label)
                 for offset, tag, reason in skipped:
                     st.skipped[reason] += 1
-                    note_skip(
+                    skips.note(
                         {"source": str(chunk.path), "offset": offset, "tag": tag, "reason": reason}
                     )
                 bar.update(chunk.count)
@@ -292,47 +281,79 @@ def pack(
             skipped_total = Counter()
             for st in stats.values():
                 skipped_total.update(st.skipped)
-            meta = {
-                "kind": "casia",
-                "charset_name": options.charset.name,
-                "charset": list(options.charset.chars),
-                "num_classes": len(options.charset),
-                "image_size": options.norm.size,
-                "norm": options.norm.to_dict(),
-                "ink": "bright",
-                "pen_width": options.pen_width,
-                "sources": {str(p): st.to_dict() for p, st in stats.items()},
-                "records": sum(st.records for st in stats.values()),
-                "skipped": dict(skipped_total),
-                "skipped_examples": examples,
-                "writers": sorted({st.writer for st in stats.values()}),
-            }
-            written = sum(st.written for st in stats.values())
-            counted = written + sum(skipped_total.values())
-            # every record read is written or skipped with a reason: say so, or refuse to finish
-            framed = sum(n for r, n in skipped_total.items() if r.startswith(FRAMING_SKIP))
-            if counted - framed != meta["records"]:
-                raise RuntimeError(
-                    f"{out}: {meta['records']} records read but {counted - framed} accounted for"
-                )
-            if written == 0:
-                raise ValueError(f"{out}: nothing to pack: {_why_empty(stats)}")
-            if report_file:
-                try:
-                    report_file.close()  # a full disk shows here, before the LMDB is in place
-                except OSError as e:
-                    raise OutputError(report, write_failure(report.parent, e)) from None
+            meta = build_meta(
+                "casia",
+                options.charset,
+                options.norm,
+                sources={str(p): st.to_dict() for p, st in stats.items()},
+                writers=(st.writer for st in stats.values()),
+                skipped=skipped_total,
+                pen_width=options.pen_width,
+                skipped_examples=skips.examples,
+            )
+            written = _accounted(out, stats, skipped_total, meta["records"])
+            skips.close()  # a full disk shows here, before the LMDB is in place
             writer.finish(meta)
-            if report_tmp:
-                os.replace(report_tmp, report)
+            skips.publish()
     finally:
         if pool is not None:
             pool.terminate()
-        if report_file:
-            report_file.close()
-            report_tmp.unlink(missing_ok=True)  # gone once renamed: only a failed pack's is left
+        skips.discard()
     meta["num_samples"] = written
     return meta
+
+
+class _SkipLog:
+    """The skipped records: the first `MAX_SKIP_EXAMPLES` kept for the metadata, and every one
+    written to `report` (JSON lines) when given, under a partial name until `publish()`."""
+
+    def __init__(self, report: Path | None) -> None:
+        self.report = report
+        self.examples: list[dict[str, Any]] = []
+        self._tmp = partial_path(report) if report else None
+        try:
+            self._file = open(self._tmp, "w", encoding="utf-8") if self._tmp else None  # noqa: SIM115
+        except OSError as e:
+            raise OutputError(report, e.strerror or str(e)) from None
+
+    def note(self, item: dict[str, Any]) -> None:
+        if len(self.examples) < MAX_SKIP_EXAMPLES:
+            self.examples.append(item)
+        if self._file:
+            try:
+                self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
+            except OSError as e:
+                raise OutputError(self.report, write_failure(self.report.parent, e)) from None
+
+    def close(self) -> None:
+        if self._file:
+            try:
+                self._file.close()
+            except OSError as e:
+                raise OutputError(self.report, write_failure(self.report.parent, e)) from None
+
+    def publish(self) -> None:
+        if self._tmp:
+            os.replace(self._tmp, self.report)
+
+    def discard(self) -> None:
+        """Closes the file and removes the partial one (gone once published)."""
+        if self._file:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+
+
+def _accounted(out: Path, stats: dict[Path, SourceStats], skipped: Counter, records: int) -> int:
+    """The samples written; raises unless every record read was written or skipped with a
+    reason, or when nothing was written."""
+    written = sum(st.written for st in stats.values())
+    counted = written + sum(skipped.values())
+    framed = sum(n for r, n in skipped.items() if r.startswith(FRAMING_SKIP))
+    if counted - framed != records:
+        raise RuntimeError(f"{out}: {records} records read but {counted - framed} accounted for")
+    if written == 0:
+        raise ValueError(f"{out}: nothing to pack: {_why_empty(stats)}")
+    return written
 
 
 def _why_empty(stats: dict[Path, SourceStats]) -> str:
@@ -352,86 +373,3 @@ def _why_empty(stats: dict[Path, SourceStats]) -> str:
         top = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(3))
         parts.append(f"{records} record(s) read, all skipped ({top})")
     return "; ".join(parts)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="SRC",
-        help=".gnt/.pot files or folders (searched recursively)",
-    )
-    parser.add_argument("-o", "--out", required=True, type=Path, help="output LMDB folder")
-    parser.add_argument("--size", type=int, default=64, help="normalised image side (default: 64)")
-    parser.add_argument(
-        "--norm", default="moment", choices=NORM_METHODS, help="normalisation (default: moment)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="worker processes (default: all cores)",
-    )
-    parser.add_argument(
-        "--charset",
-        default="gb1",
-        help="gb1 (GB2312 level 1, 3,755 classes), seen (classes in the sources), or a file",
-    )
-    parser.add_argument(
-        "--writers", help="keep only these writer ids, e.g. 1001-1240,1300 (from file names)"
-    )
-    parser.add_argument(
-        "--pen-width",
-        type=float,
-        default=0.035,
-        help=".pot pen width, fraction of the character box",
-    )
-    parser.add_argument(
-        "--skip-bad",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="skip corrupt records (and report them) instead of stopping",
-    )
-    parser.add_argument(
-        "--report", type=Path, help="write every skipped record as JSON lines to this file"
-    )
-    parser.add_argument(
-        "--overwrite",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="replace OUT if it is an LMDB made by hccr-data (anything else is refused)",
-    )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="progress bar on stderr",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    check_output(args.out, args.overwrite)  # refuse a bad target before reading any source
-    sources = find_sources(args.sources)
-    if args.writers:
-        keep = parse_writer_ranges(args.writers)
-        sources = [p for p in sources if writer_id(p) in keep]
-        if not sources:
-            raise ValueError(f"no source file has a writer id in {args.writers}")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    seen = _seen_chars(sources) if args.charset == "seen" else None
-    charset = Charset.from_spec(args.charset, seen)
-    options = PackOptions(
-        NormConfig(size=args.size, method=args.norm), charset, args.pen_width, args.skip_bad
-    )
-    meta = pack(
-        sources, args.out, options, args.workers, args.overwrite, args.report, args.progress
-    )
-    print(
-        f"{args.out}: {meta['num_samples']} samples of {meta['records']} records, "
-        f"{meta['num_classes']} classes, {len(sources)} files",
-        file=sys.stderr,
-    )
-    for reason, n in sorted(meta["skipped"].items(), key=lambda kv: -kv[1]):
-        print(f"  skipped {n}: {reason}", file=sys.stderr)
-    return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_tools import handset, styles
+from data_tools import glyph_styles, handset, styles
 from data_tools.fonts import FontFace, GlyphFont
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
@@ -153,12 +153,12 @@ class SampleMaker:
         face, glyph = _pick(self._glyphs, w, rng)
         if style == "font":
             if face not in self._profiles:  # skeletonising costs ~3 ms: only for faces drawn
-                self._profiles[face] = styles.thinning_profile(glyph)
-            ink = styles.render_font_sample(glyph, self._profiles[face], rng, self._scan_ink)
+                self._profiles[face] = glyph_styles.thinning_profile(glyph)
+            ink = glyph_styles.render_font_sample(glyph, self._profiles[face], rng, self._scan_ink)
             return ink, style, face
         if face not in self._skeletons:
-            self._skeletons[face] = styles.skeleton_of(glyph)
-        return styles.render_skeleton_sample(self._skeletons[face], rng), style, face
+            self._skeletons[face] = glyph_styles.skeleton_of(glyph)
+        return glyph_styles.render_skeleton_sample(self._skeletons[face], rng), style, face
 
     def make_normalized(
         self, ch: str, rng: np.random.Generator

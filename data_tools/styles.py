@@ -1,4 +1,4 @@
-"""Synthetic handwriting styles: one function per way of making a character image.
+"""Synthetic handwriting styles: the stroke style, and the scan look every style shares.
 
 - `strokes`: Make Me a Hanzi stroke medians, departing from them stroke by stroke as a real
   writer does (data_tools/writer_stats.json: cut, rotated, resized, shifted, bowed; the
@@ -6,10 +6,7 @@
   elastically, and inked with the pen renderer, either as canvas input (thin uniform pen) or as
   a scanned ballpoint (widths and ink levels in the scans' range, pressure, grainy texture,
   smears at the ends, grey soft edges, uneven ink).
-- `font`: an installed font's glyph (Kai faces preferred), warped (affine + elastic), with
-  uneven stroke width, blur and noise.
-- `skeleton`: the font glyph thinned to its skeleton, warped, and re-inked with a round pen
-  of random width: font shapes with pen-like strokes.
+- `font` and `skeleton`: from an installed font's glyph, in `data_tools.glyph_styles`.
 
 Every function takes a `numpy.random.Generator` and returns an ink map (background 0, ink
 bright) on a `CANVAS` x `CANVAS` canvas; `hccr.preprocess.normalize` does the rest.
@@ -26,7 +23,7 @@ import cv2
 import numpy as np
 
 from data_tools.render import render_strokes
-from data_tools.writer_stats import load_writer_stats
+from data_tools.writer_stats import WriterStats, load_writer_stats
 
 CANVAS = 96  # working canvas side; normalised to --size (64) afterwards
 STYLES = ("strokes", "font", "skeleton")
@@ -116,7 +113,8 @@ def perturb_strokes(
     the join rate (0 to twice the fitted rate), and habit strengths in [-0.5, 1.5] times the
     fitted median slant, rise and aspect (the mirrored habit included). The per-stroke rotation,
     length, shift and bowing and the radical's move are taken at `_SHAPE_SHARE` of their fitted
-    spread. Vectorised over all points.
+    spread. Vectorised over all points. It stays one function: every departure comes from one
+    batch of random draws made at the top, whose order fixes the samples of a seed.
     """
     stats = load_writer_stats()
     n = len(template.starts) - 1
@@ -187,6 +185,24 @@ def perturb_strokes(
     freq = g.reshape(2, 2) * 1.6  # two plane waves, one per axis
     p += (gu[11] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[15:17] * 2 * np.pi)
     # split back into strokes, joining some into cursive ligatures when the pen would not lift
+    rate_scale = 2.0 * cursive
+    return _join_strokes(p, w, template.stroke, keep, un[7], un[8], stats, rate_scale)
+
+
+def _join_strokes(
+    p: np.ndarray,
+    w: np.ndarray,
+    sid: np.ndarray,
+    keep: np.ndarray,
+    u_join: np.ndarray,
+    u_bend: np.ndarray,
+    stats: WriterStats,
+    rate_scale: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Perturbed points (M, 2) and pen widths (M,) -> polylines and their widths: strokes cut
+    to their `keep` points, and joined to the stroke before (a curved bridge, no pen lift) where
+    `u_join` falls under the writer's join rate for the gap, `rate_scale` times the fitted one."""
+    n = len(u_join)
     counts = np.bincount(sid[keep], minlength=n)
     keep |= (counts < 2)[sid]  # a stroke shortened away is kept whole
     kept = np.flatnonzero(keep)
@@ -194,10 +210,10 @@ def perturb_strokes(
     bounds = np.searchsorted(ksid, np.arange(n + 1))  # first kept point of each stroke, then end
     first, last = kept[bounds[:-1]], kept[bounds[1:] - 1]
     gap = np.abs(p[first[1:]] - p[last[:-1]]).sum(axis=1)  # stroke i-1's end to stroke i's start
-    rate = np.minimum(stats.join_rate(gap) * (2.0 * cursive), _MAX_JOIN)
-    joined = np.concatenate([[False], un[7, 1:] < rate])
+    rate = np.minimum(stats.join_rate(gap) * rate_scale, _MAX_JOIN)
+    joined = np.concatenate([[False], u_join[1:] < rate])
     j = np.flatnonzero(joined)
-    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[8, j] - 0.5) * 0.7)  # (J, B, 2)
+    bridges = _bridges(p[last[j - 1]], p[first[j]], (u_bend[j] - 0.5) * 0.7)  # (J, B, 2)
     points = np.concatenate([bridges.reshape(-1, 2), p[kept]])
     weights = np.concatenate([np.full(bridges.shape[0] * bridges.shape[1], 0.6), w[kept]])
     # order: stroke 0, (bridge 1), stroke 1, (bridge 2), ... ; a stable sort keeps point order
@@ -273,115 +289,6 @@ def _smears(
         if pressure is not None:
             pressure.append(np.linspace(0.7, 0.4, 4))
     return strokes, pressure, levels
-
-
-# ----- font and skeleton styles -------------------------------------------------------------
-
-
-def _warp_matrix(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    # Glyph (h, w) -> centred on the canvas, longer side ~80% of it, with slant/rotation/aspect.
-    scale = CANVAS * 0.8 / max(h, w)
-    shear = rng.normal(0.0, 0.12)
-    ang = rng.normal(0.0, 0.06)
-    aspect = np.exp(rng.normal(0.0, 0.1))
-    a = np.array([[aspect, shear], [0.0, 1.0 / aspect]]) * scale
-    a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ a
-    centre = np.array([w / 2, h / 2])
-    t = CANVAS / 2 - a @ centre + rng.normal(0.0, 2.0, size=2)
-    return np.hstack([a, t[:, None]]).astype(np.float32)
-
-
-def _upsampling_matrix(n: int, size: int) -> np.ndarray:
-    # (size, n) matrix W with W @ v == cv2.resize(v, cubic): a smooth field from n control
-    # values by two small matmuls, ~10x cheaper than cv2.resize on a tiny float image
-    eye = np.eye(n, dtype=np.float32)
-    return np.stack(
-        [cv2.resize(eye[k : k + 1], (size, 1), interpolation=cv2.INTER_CUBIC)[0] for k in range(n)],
-        1,
-    )
-
-
-_UPSAMPLE_4 = _upsampling_matrix(4, CANVAS)
-_GRID_Y, _GRID_X = np.mgrid[0:CANVAS, 0:CANVAS].astype(np.float32)
-
-
-def _elastic_maps(rng: np.random.Generator, amplitude: float) -> tuple[np.ndarray, np.ndarray]:
-    # Coarse random displacements (4x4 grid) upsampled smoothly: a cheap elastic field.
-    grid = rng.normal(0.0, amplitude, size=(2, 4, 4)).astype(np.float32)
-    dx = _UPSAMPLE_4 @ grid[0] @ _UPSAMPLE_4.T
-    dy = _UPSAMPLE_4 @ grid[1] @ _UPSAMPLE_4.T
-    return _GRID_X + dx, _GRID_Y + dy
-
-
-def _warp(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    h, w = glyph.shape
-    out = cv2.warpAffine(glyph, _warp_matrix(h, w, rng), (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
-    if rng.random() < 0.8:
-        mx, my = _elastic_maps(rng, rng.uniform(1.0, 3.5))
-        out = cv2.remap(out, mx, my, cv2.INTER_LINEAR)
-    return out
-
-
-def thinning_profile(glyph: np.ndarray) -> tuple[float, int]:
-    """(typical stroke width in px, how many 3x3 erosions every stroke survives) of a glyph.
-
-    The width is twice the 90th percentile of the distance map (the thick strokes); the budget
-    keeps serif faces' thin horizontals, which erosions that suit their verticals would erase.
-    """
-    from skimage.morphology import skeletonize  # only the font styles need scikit-image
-
-    ink = glyph > 127
-    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
-    inside = dist[dist > 0]
-    if inside.size == 0:
-        return 0.0, 0
-    ridge = dist[skeletonize(ink)]  # half-widths along the middle of every stroke
-    budget = 0
-    for k in (1, 2):  # a ridge pixel survives k erosions when it is more than k from the edge
-        if (ridge > k + 0.5).mean() < 0.9:
-            break
-        budget = k
-    return 2.0 * float(np.percentile(inside, 90)), budget
-
-
-def render_font_sample(
-    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator, scan_ink: bool = True
-) -> np.ndarray:
-    """A font glyph (cropped ink map, `thinning_profile`) warped, thinned towards a pen's width,
-    with uneven stroke width, blur and noise (`scan_ink` False: saturated, for ablations)."""
-    width, budget = profile
-    ink = _warp(glyph, rng)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    target = rng.uniform(2.0, 4.0)  # pen width on the canvas, like the stroke style's
-    erosions = min(budget, round((width - target) / 2))  # each takes a pixel off both sides
-    if erosions > 0:
-        ink = cv2.erode(ink, kernel, iterations=erosions)
-    if rng.random() < 0.3:  # uneven width: thicker where a smooth random mask is high
-        mask = cv2.resize(rng.random((3, 3)).astype(np.float32), (CANVAS, CANVAS)) > 0.6
-        ink = np.where(mask, cv2.dilate(ink, kernel), ink)
-    # a pen's ink, not a saturated print: the scans' ink levels (data_tools/measure_ink.py)
-    if scan_ink:
-        ink = (ink * np.float32(rng.uniform(0.65, 0.94))).astype(np.uint8)
-    return scan_finish(ink, rng)
-
-
-def skeleton_of(glyph: np.ndarray) -> np.ndarray:
-    """The skeleton of a glyph, 2 px wide, as a 0/255 uint8 image (cache it per font and char)."""
-    from skimage.morphology import skeletonize  # only the skeleton style needs scikit-image
-
-    # thickened to 2 px so that warping (which resamples) cannot break its lines
-    return cv2.dilate(skeletonize(glyph > 127).astype(np.uint8) * 255, np.ones((2, 2), np.uint8))
-
-
-def render_skeleton_sample(skeleton: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A glyph skeleton warped and re-inked with a round pen of random width."""
-    warped = _warp(skeleton, rng) > 60
-    dist = cv2.distanceTransform((~warped).astype(np.uint8) * 255, cv2.DIST_L2, 3)
-    radius = rng.uniform(0.5, 2.0)  # pen radius in canvas pixels beyond the skeleton line
-    ink = np.clip((radius + 0.5 - dist) * 255.0, 0.0, 255.0).astype(np.uint8)
-    if rng.random() < 0.5:
-        return ink  # canvas-like: uniform pen
-    return scan_finish(ink, rng)
 
 
 # ----- scan look ------------------------------------------------------------------------------

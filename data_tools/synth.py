@@ -1,28 +1,11 @@
-"""Generate synthetic handwriting: N samples per class into an LMDB (and a CASIA .gnt).
-
-Three styles are mixed per sample (--styles): `strokes` (Make Me a Hanzi stroke medians,
-departing from them as the fitted writer statistics say, joined cursively, inked as canvas
-input or as a scanned ballpoint), `font` (CJK font glyphs, handwriting and Kai faces preferred,
-warped) and `skeleton` (font glyphs thinned and re-inked with a round pen). Fonts: the
-system's and the handwriting fonts of `hccr-data fonts install`. Output is deterministic for
---seed whatever --workers is.
-
---split val draws a different seed stream and, for the font styles, only the held-out font
-families (data_tools.fonts.HOLDOUT_FAMILIES: Zhi Mang Xing, Ma Shan Zheng, AR PL UKai,
-WenQuanYi Micro Hei), which --split train never uses. --features switches parts of the
-generator off for ablations.
-
-Examples:
-  hccr-data synth -o data/synth-train.lmdb --per-char 100
-  hccr-data synth -o data/synth-val.lmdb --per-char 10 --split val
-  hccr-data synth --preview sheet.png
-"""
+"""`write_synth` / `generate`: synthetic handwriting, N samples per class, from a pool of
+workers into an LMDB (and a CASIA .gnt), deterministic for a seed whatever the number of workers
+(the library behind `hccr-data synth`, data_tools/commands/synth.py; the samples themselves are
+drawn by `data_tools.sampler`)."""
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
-import os
 import queue
 import sys
 import threading
@@ -39,26 +22,19 @@ from data_tools.fonts import (
     HOLDOUT_FAMILIES,
     FontFace,
     GlyphFont,
-    MissingFontsError,
-    discover_fonts,
-    fonts_for_split,
-    handwriting_fonts_hint,
 )
 from data_tools.sampler import (
-    SPLITS,
     SampleMaker,
     SynthConfig,
     SynthError,
-    parse_features,
     parse_styles,
-    preview_sheet,
     sample_rng,
     usable_faces,
     writer_id,
 )
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
-from hccr.preprocess import NormConfig, warm_up
+from hccr.preprocess import INK_THRESHOLD, warm_up
 
 __all__ = [
     "SampleMaker",
@@ -112,7 +88,7 @@ def _run_chunk(item: tuple[int, str, int, int, bool]) -> dict:
 
 def _gnt_bitmap(ink: np.ndarray) -> np.ndarray:
     # Like a CASIA scan: cropped to the character plus a small border, dark ink on white.
-    ys, xs = np.nonzero(ink > 24)
+    ys, xs = np.nonzero(ink > INK_THRESHOLD)
     crop = ink[max(0, ys.min() - 2) : ys.max() + 3, max(0, xs.min() - 2) : xs.max() + 3]
     return 255 - crop
 
@@ -158,10 +134,10 @@ def write_synth(
 ) -> dict:
     """Generates `cfg.per_char` samples per class into `out` (LMDB) and/or `gnt_path`.
 
-    Returns the summary that also goes into the LMDB metadata under `synth`.
+    Returns the summary that also goes into the LMDB metadata under `synth`. One loop feeds the
+    LMDB, the .gnt and the counts from the same stream of chunks, so it stays one function.
     """
-    from hccr.casia import write_gnt
-    from hccr.lmdb_format import LmdbWriter
+    from hccr.lmdb_format import LmdbWriter, build_meta
 
     faces = usable_faces(faces, cfg)
     _check_coverable(charset, faces, cfg)
@@ -169,22 +145,7 @@ def write_synth(
     style_counts: Counter = Counter()
     missing: dict[str, Counter] = defaultdict(Counter)
     writer_ids: set[int] = set()
-    gnt_queue: queue.Queue | None = None
-    gnt_thread = None
-    gnt_error: list[BaseException] = []
-    if gnt_path is not None:
-        gnt_queue = queue.Queue(maxsize=64)
-
-        def _write() -> None:
-            try:
-                write_gnt(gnt_path, iter(gnt_queue.get, None))
-            except BaseException as e:  # re-raised in the main thread
-                gnt_error.append(e)
-                while gnt_queue.get() is not None:  # drain so the producer never blocks
-                    pass
-
-        gnt_thread = threading.Thread(target=_write, daemon=True)
-        gnt_thread.start()
+    gnt = _GntStream(gnt_path) if gnt_path is not None else None
     writer = LmdbWriter(out, overwrite=overwrite) if out is not None else None
     for stale in writer.stale_removed if writer is not None else ():
         print(
@@ -197,70 +158,98 @@ def write_synth(
             if writer is not None:
                 for value in chunk["values"]:
                     writer.add_encoded(value, chunk["label"])
-            if gnt_queue is not None:
-                ch = charset.char(chunk["label"])
-                for bitmap in chunk["gnt"]:
-                    gnt_queue.put((ch, bitmap))
+            if gnt is not None:
+                gnt.put(charset.char(chunk["label"]), chunk["gnt"])
             style_counts.update(chunk["styles"])
             for name, reason in chunk["missing"]:
                 missing[name][reason] += 1
             writer_ids.update(chunk["writers"])
             bar.update(len(chunk["values"]))
         bar.close()
-        summary = {
-            "generator": "hccr-data synth",
-            "seed": cfg.seed,
-            "split": cfg.split,
-            "per_char": cfg.per_char,
-            "styles": cfg.styles,
-            "features": list(cfg.features),
-            "style_counts": dict(style_counts),
-            "fonts": [f.name for f in faces],
-            "holdout_font_families": list(HOLDOUT_FAMILIES),
-            "fonts_detail": [f.describe() for f in faces],
-            "font_missing_chars": {f.name: sum(missing[f.name].values()) for f in faces},
-            # characters each face could not draw, by reason (fonts.SKIP_REASONS): skipped
-            "font_skipped": {f.name: dict(missing[f.name]) for f in faces if missing[f.name]},
-            "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
-            + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
-        }
-        if gnt_queue is not None:
-            gnt_queue.put(None)
-            gnt_thread.join()
-            if gnt_error:
-                raise gnt_error[0]
+        summary = _summary(cfg, faces, style_counts, missing)
+        if gnt is not None:
+            gnt.close()
         if writer is not None:
+            # same shape as pack's per-file stats; synth never skips a sample
+            source = {"writer": -1, "records": total, "written": total, "skipped": {}}
             writer.finish(
-                {
-                    "kind": "synth",
-                    "charset_name": charset.name,
-                    "charset": list(charset.chars),
-                    "num_classes": len(charset),
-                    "image_size": cfg.norm.size,
-                    "norm": cfg.norm.to_dict(),
-                    "ink": "bright",
-                    # same shape as pack's per-file stats; synth never skips a sample
-                    "sources": {
-                        f"synth:{cfg.split}:seed{cfg.seed}": {
-                            "writer": -1,
-                            "records": total,
-                            "written": total,
-                            "skipped": {},
-                        }
-                    },
-                    "records": total,
-                    "skipped": {},
-                    "writers": sorted(writer_ids),
-                    "synth": summary,
-                }
+                build_meta(
+                    "synth",
+                    charset,
+                    cfg.norm,
+                    sources={f"synth:{cfg.split}:seed{cfg.seed}": source},
+                    writers=writer_ids,
+                    synth=summary,
+                )
             )
         return summary
     except BaseException:
         if writer is not None:
             writer.abort()
-        if gnt_queue is not None and gnt_thread.is_alive():
-            gnt_queue.put(None)
+        if gnt is not None:
+            gnt.abort()
         raise
+
+
+def _summary(
+    cfg: SynthConfig,
+    faces: Sequence[FontFace],
+    style_counts: Counter,
+    missing: dict[str, Counter],
+) -> dict:
+    """What a synth run made: settings, samples per style, fonts and what each could not draw."""
+    return {
+        "generator": "hccr-data synth",
+        "seed": cfg.seed,
+        "split": cfg.split,
+        "per_char": cfg.per_char,
+        "styles": cfg.styles,
+        "features": list(cfg.features),
+        "style_counts": dict(style_counts),
+        "fonts": [f.name for f in faces],
+        "holdout_font_families": list(HOLDOUT_FAMILIES),
+        "fonts_detail": [f.describe() for f in faces],
+        "font_missing_chars": {f.name: sum(missing[f.name].values()) for f in faces},
+        # characters each face could not draw, by reason (fonts.SKIP_REASONS): skipped
+        "font_skipped": {f.name: dict(missing[f.name]) for f in faces if missing[f.name]},
+        "writer_ids": "style * 1000 + font index in `fonts` (999: stroke data); "
+        + ", ".join(f"{i}={s}" for i, s in enumerate(styles.STYLES)),
+    }
+
+
+class _GntStream:
+    """A CASIA .gnt file written by a background thread while the samples are made; an error
+    in the thread is raised by `close()`, in the main thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._write, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path) -> None:
+        from hccr.casia import write_gnt
+
+        try:
+            write_gnt(path, iter(self._queue.get, None))
+        except BaseException as e:  # re-raised in the main thread
+            self._errors.append(e)
+            while self._queue.get() is not None:  # drain so the producer never blocks
+                pass
+
+    def put(self, ch: str, bitmaps: Sequence[np.ndarray]) -> None:
+        for bitmap in bitmaps:
+            self._queue.put((ch, bitmap))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._errors:
+            raise self._errors[0]
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
 
 
 def _check_coverable(charset: Charset, faces: Sequence[FontFace], cfg: SynthConfig) -> None:
@@ -279,138 +268,3 @@ def _check_coverable(charset: Charset, faces: Sequence[FontFace], cfg: SynthConf
         raise SynthError(
             f"{len(bad)} characters have no stroke data and no installed font has them: {''.join(bad[:20])}"
         )
-
-
-# ----- CLI ------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", type=Path, metavar="OUT.lmdb", help="output LMDB folder")
-    parser.add_argument(
-        "--chars",
-        default="gb1",
-        metavar="gb1|FILE",
-        help="classes: gb1 (3,755 GB2312 level-1 hanzi) or a charset file",
-    )
-    parser.add_argument(
-        "--per-char", type=int, default=100, metavar="N", help="samples per class (default: 100)"
-    )
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
-    parser.add_argument(
-        "--split",
-        choices=tuple(SPLITS),
-        default="train",
-        help="train, or val: another seed stream and held-out font families",
-    )
-    parser.add_argument(
-        "--styles",
-        metavar="SPEC",
-        default=",".join(f"{k}={v}" for k, v in styles.DEFAULT_STYLE_WEIGHTS.items()),
-        help="style mix, e.g. strokes=0.6,font=0.25,skeleton=0.15 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--features",
-        metavar="LIST",
-        default="all",
-        help="generator parts, for ablations: all (default), none, or a comma list of "
-        "fonts (handwriting fonts), cursive (stroke variation fitted to a real writer; off: "
-        "hand-set), ink (ink matched to scans; off: plain)",
-    )
-    parser.add_argument(
-        "--size", type=int, default=64, metavar="S", help="normalised image side (default: 64)"
-    )
-    parser.add_argument(
-        "--norm",
-        choices=("moment", "linear"),
-        default="moment",
-        help="normalisation (default: moment)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="processes (default: all cores)",
-    )
-    parser.add_argument(
-        "--gnt", type=Path, metavar="FILE", help="also write the samples as a CASIA .gnt file"
-    )
-    parser.add_argument(
-        "--preview", type=Path, metavar="PNG", help="write a PNG contact sheet of random samples"
-    )
-    parser.add_argument(
-        "--preview-count",
-        type=int,
-        default=128,
-        metavar="N",
-        help="samples on the sheet (default: 128)",
-    )
-    parser.add_argument(
-        "--font-dir",
-        type=Path,
-        metavar="DIR",
-        action="append",
-        help="look for fonts here instead of asking fc-list (repeatable)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output LMDB")
-    parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    if args.output is None and args.gnt is None and args.preview is None:
-        raise SynthError("nothing to write: give -o OUT.lmdb, --gnt FILE or --preview PNG")
-    if args.per_char < 1:
-        raise SynthError(f"--per-char must be >= 1, got {args.per_char}")
-    charset = Charset.from_spec(args.chars)
-    cfg = SynthConfig(
-        per_char=args.per_char,
-        seed=args.seed,
-        split=args.split,
-        styles=parse_styles(args.styles),
-        features=parse_features(args.features),
-        norm=NormConfig(size=args.size, method=args.norm),
-    )
-    try:
-        faces = fonts_for_split(discover_fonts(args.font_dir), args.split)
-    except MissingFontsError:
-        if {"font", "skeleton"} & set(cfg.styles):
-            raise
-        faces = []  # stroke data alone needs no font
-    fonts_wanted = {"font", "skeleton"} & set(cfg.styles) and "fonts" in cfg.features
-    hint = handwriting_fonts_hint(faces) if fonts_wanted else None
-    if hint:
-        print(f"hccr-data synth: note: {hint}", file=sys.stderr)
-    if args.preview is not None:
-        Image.fromarray(preview_sheet(charset, faces, cfg, count=args.preview_count)).save(
-            args.preview
-        )
-        print(f"{args.preview}: {args.preview_count} samples")
-    if args.output is None and args.gnt is None:
-        return 0
-    summary = write_synth(
-        args.output,
-        charset,
-        faces,
-        cfg,
-        workers=args.workers,
-        gnt_path=args.gnt,
-        overwrite=args.overwrite,
-        progress=args.progress,
-    )
-    total = len(charset) * cfg.per_char
-    where = " and ".join(str(p) for p in (args.output, args.gnt) if p is not None)
-    print(
-        f"{where}: {total:,} samples, {len(charset)} classes x {cfg.per_char}, split {cfg.split}, "
-        f"seed {cfg.seed}; styles {summary['style_counts']}"
-    )
-    lacking = {k: v for k, v in summary["font_missing_chars"].items() if v}
-    if lacking:
-        print(
-            "characters some fonts lack (never drawn from them): "
-            + ", ".join(f"{k}: {v}" for k, v in lacking.items())
-        )
-    return 0

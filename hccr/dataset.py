@@ -1,4 +1,4 @@
-"""`LmdbDataset`: normalised samples from an hccr LMDB, and the training-time augmentation."""
+"""`LmdbDataset`: normalised samples from an hccr LMDB (training augmentation: `hccr.augment`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import lmdb
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from hccr.charset import Charset
 from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
@@ -100,89 +96,3 @@ class LmdbDataset(Dataset):
             for i in range(self._len):
                 out.append(int.from_bytes(bytes(txn.get(sample_key(i))[:4]), "little", signed=True))
         return out
-
-
-class ElasticWarp(torch.nn.Module):
-    """torchvision's `v2.ElasticTransform` (Simard et al. 2003) computed with OpenCV, ~15x faster.
-
-    The same random field: uniform noise in [-1, 1] per pixel and axis, Gaussian-blurred (kernel
-    8 * sigma + 1, reflected borders), scaled so a pixel moves by `alpha / 2` times the blurred
-    noise, then a bilinear resample with black outside. torchvision blurs two full-size fields
-    with a 33-tap torch convolution: 2.3 ms of a 64x64 sample here, the largest cost of a
-    training sample on CPU.
-    """
-
-    def __init__(self, alpha: float, sigma: float) -> None:
-        super().__init__()
-        self.alpha, self.sigma = float(alpha), float(sigma)
-        k = int(8 * self.sigma + 1)
-        self.kernel = k + 1 if k % 2 == 0 else k
-
-    def displacement(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """A random (dx, dy) field in pixels, each (h, w) float32."""
-        noise = (torch.rand((2, h, w)) * 2 - 1).numpy()
-        k, scale = (self.kernel, self.kernel), self.alpha / 2
-        dx, dy = (
-            cv2.GaussianBlur(n, k, self.sigma, borderType=cv2.BORDER_REFLECT_101) for n in noise
-        )
-        return dx * scale, dy * scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (1, S, S) uint8
-        h, w = x.shape[-2:]
-        dx, dy = self.displacement(h, w)
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        warped = cv2.remap(
-            x[0].numpy(),
-            gx + dx,
-            gy + dy,
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        return torch.from_numpy(warped).unsqueeze(0)
-
-
-class StrokeWidthJitter(torch.nn.Module):
-    """Thickens (dilation) or thins (erosion) ink by one pixel with probability `p` each."""
-
-    def __init__(self, p: float = 0.3) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (1, S, S) uint8
-        r = float(torch.rand(()))
-        if r >= 2 * self.p:
-            return x
-        f = x.float().unsqueeze(0)  # (1, 1, S, S)
-        if r < self.p:
-            f = F.max_pool2d(f, 3, stride=1, padding=1)
-        else:
-            f = -F.max_pool2d(-f, 3, stride=1, padding=1)
-        return f.squeeze(0).to(torch.uint8)
-
-
-def train_augment(size: int, strength: float = 1.0) -> Transform:
-    """Writer-like variation on normalised uint8 samples: affine, elastic, stroke width.
-
-    `strength` scales every range; 0 disables augmentation.
-    """
-    if strength <= 0:
-        return v2.Identity()
-    s = strength
-    return v2.Compose(
-        [
-            v2.RandomApply(
-                [
-                    v2.RandomAffine(
-                        degrees=8 * s,
-                        translate=(0.06 * s, 0.06 * s),
-                        scale=(1 - 0.12 * s, 1 + 0.08 * s),
-                        shear=(-12 * s, 12 * s, -5 * s, 5 * s),
-                    )
-                ],
-                p=0.8,
-            ),
-            v2.RandomApply([ElasticWarp(alpha=8.0 * size / 64 * s, sigma=4.0 * size / 64)], p=0.3),
-            StrokeWidthJitter(p=0.2),
-        ]
-    )

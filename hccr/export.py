@@ -276,24 +276,39 @@ def export_model(
                     f"{out}: export differs from the float model by {report['max_abs_diff']:.3g}"
                 )
         data = check if check is not None else calib
-        for key, where in (("", data), ("reallike_", reallike)):
-            if where is None:
-                continue
-            r = _check_agreement(model, out, where, num_check)
-            report.update({f"{key}top1_agreement": r["agreement"], f"{key}n_check": r["n"],
-                           f"{key}check_data": ", ".join(map(str, _as_list(where))),
-                           f"{key}top1_float": r["top1_float"],
-                           f"{key}top1_export": r["top1_export"]})  # fmt: skip
-            if r["agreement"] < min_agreement:
-                raise ExportError(
-                    f"{out}: top-1 agreement with the float model {r['agreement']:.4f} < "
-                    f"{min_agreement} on {r['n']} samples of {where}"
-                )
+        report.update(_check_agreements(model, out, data, reallike, num_check, min_agreement))
     except BaseException:
         out.unlink(missing_ok=True)
         raise
     report["size_bytes"] = out.stat().st_size
     return report
+
+
+def _check_agreements(
+    model: nn.Module,
+    out: Path,
+    data: str | Path | Sequence[str | Path] | None,
+    reallike: str | Path | None,
+    num_check: int,
+    min_agreement: float,
+) -> dict[str, Any]:
+    """Top-1 agreement of the export `out` with `model` on `data` and on `reallike` (keys
+    prefixed `reallike_`); raises ExportError below `min_agreement`."""
+    found: dict[str, Any] = {}
+    for key, where in (("", data), ("reallike_", reallike)):
+        if where is None:
+            continue
+        r = _check_agreement(model, out, where, num_check)
+        found.update({f"{key}top1_agreement": r["agreement"], f"{key}n_check": r["n"],
+                       f"{key}check_data": ", ".join(map(str, _as_list(where))),
+                       f"{key}top1_float": r["top1_float"],
+                       f"{key}top1_export": r["top1_export"]})  # fmt: skip
+        if r["agreement"] < min_agreement:
+            raise ExportError(
+                f"{out}: top-1 agreement with the float model {r['agreement']:.4f} < "
+                f"{min_agreement} on {r['n']} samples of {where}"
+            )
+    return found
 
 
 def _as_list(data: str | Path | Sequence[str | Path]) -> list[str | Path]:

@@ -16,9 +16,10 @@ import shutil
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lmdb
 import numpy as np
@@ -27,6 +28,10 @@ from zlib_ng import zlib_ng
 from hccr import __version__
 from hccr.atomic import OutputError, partial_path, remove_stale_partials, write_failure
 
+if TYPE_CHECKING:
+    from hccr.charset import Charset
+    from hccr.preprocess import NormConfig
+
 FORMAT_VERSION = 1
 META_KEY = b"__meta__"
 COMMIT_EVERY = 10_000  # records per write transaction
@@ -34,6 +39,35 @@ _INITIAL_MAP_SIZE = 256 << 20  # grown on MDB_MAP_FULL; a 1 TiB default breaks o
 _VALUE_HEADER = struct.Struct("<ii")  # label, writer
 REQUIRED_META = ("charset", "num_classes", "image_size", "norm", "sources")
 _LMDB_FILES = frozenset({"data.mdb", "lock.mdb"})  # all an hccr LMDB folder may hold
+
+
+def build_meta(
+    kind: str,
+    charset: Charset,
+    norm: NormConfig,
+    sources: dict[str, dict[str, Any]],
+    writers: Iterable[int],
+    skipped: dict[str, int] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The `__meta__` record of a database made by `kind` ("casia", "synth"): the charset, the
+    normalisation, per-source counts (`{"writer", "records", "written", "skipped"}` each) and
+    their totals; `extra` adds the maker's own fields. `LmdbWriter.finish` adds the sample count,
+    format and tool versions."""
+    return {
+        "kind": kind,
+        "charset_name": charset.name,
+        "charset": list(charset.chars),
+        "num_classes": len(charset),
+        "image_size": norm.size,
+        "norm": norm.to_dict(),
+        "ink": "bright",  # ink is 255 on a 0 background, as `hccr.preprocess` makes it
+        "sources": sources,
+        "records": sum(s["records"] for s in sources.values()),
+        "skipped": dict(skipped or {}),
+        "writers": sorted(set(writers)),
+        **extra,
+    }
 
 
 class LmdbFormatError(ValueError):

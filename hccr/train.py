@@ -31,7 +31,8 @@ __all__ = ["INIT_GIVES", "TrainConfig", "build_model", "load_datasets", "run_tra
 
 def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     """Training (augmented) and validation LmdbDatasets, checked to share charset and preprocessing."""
-    from hccr.dataset import LmdbDataset, train_augment
+    from hccr.augment import train_augment
+    from hccr.dataset import LmdbDataset
 
     if not cfg.data or not cfg.val:
         raise ValueError("--data TRAIN.lmdb and --val VAL.lmdb are both required")

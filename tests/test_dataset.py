@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -12,8 +14,9 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+from hccr.augment import ElasticWarp, train_augment
 from hccr.charset import Charset
-from hccr.dataset import ElasticWarp, LmdbDataset, train_augment
+from hccr.dataset import LmdbDataset
 from hccr.lmdb_format import LmdbFormatError, LmdbWriter, open_lmdb, read_meta, sample_key
 from hccr.preprocess import NormConfig
 
@@ -118,3 +121,10 @@ def test_elastic_warp_matches_torchvision_elastic_transform(alpha, sigma):
         assert got.shape == x.shape and got.dtype == torch.uint8
         assert (got.int() - want.int()).abs().max() <= 1
     assert not torch.equal(got, x)
+
+
+def test_dataset_imports_no_torchvision():
+    # the augmentation (torchvision) is training-only: reading an LMDB must not pay for it
+    code = "import sys, hccr.dataset; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -171,7 +171,7 @@ def test_installed_handwriting_fonts_cover_gb1_samples() -> None:
 
 
 def test_ablation_features_switch_parts_off(tmp_path: Path) -> None:
-    from data_tools.synth import SynthError, parse_features
+    from data_tools.sampler import SynthError, parse_features
 
     assert parse_features("all") == ("fonts", "cursive", "ink") and parse_features("none") == ()
     assert parse_features("ink,fonts") == ("fonts", "ink")

@@ -37,8 +37,9 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from hccr.commands.profile import add_model_spec_arguments
+    """The flags, one call each: a flat list reads best in the order `--help` shows it."""
     from hccr.int8 import CALIBRATION_METHODS, Int8Config
+    from hccr.model_spec import add_model_spec_arguments
 
     parser.add_argument(
         "model", metavar="MODEL", help="bundle, run folder, models/ name or architecture name"
@@ -134,10 +135,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hccr.bundle import WEIGHTS_FILE, load_bundle, resolve_model
-    from hccr.commands.profile import load_model_spec
     from hccr.export import ExportError, export_model, write_export_record
     from hccr.int8 import Int8Config
-    from hccr.profiling import DEFAULT_IMAGE_SIZE
+    from hccr.model_spec import load_model_spec
+    from hccr.preprocess import DEFAULT_IMAGE_SIZE
     from hccr.recognizer import ONNX_FILE
 
     if args.half_weights and args.bundle is None:

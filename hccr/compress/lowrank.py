@@ -166,24 +166,7 @@ def decompose_lowrank(
     elif energy is not None:
         chosen = _ranks_at_energy(cands, energy)
     else:
-        from hccr.profiling import count_macs
-
-        base = count_macs(model, input_size)
-        target = flops_budget / 2.0
-
-        def total(ch: dict[str, int | None]) -> int:
-            return base - sum(c.full_macs - c.macs(ch[c.key]) for c in cands)
-
-        lo, hi = 0.0, 1.0  # the largest energy whose model fits the budget
-        if total(_ranks_at_energy(cands, 1e-9)) > target:
-            raise ValueError(f"FLOPs budget {flops_budget:.3g} is below what rank-1 layers reach")
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            if total(_ranks_at_energy(cands, max(mid, 1e-9))) <= target:
-                lo = mid
-            else:
-                hi = mid
-        chosen = _ranks_at_energy(cands, max(lo, 1e-9))
+        chosen = _ranks_for_budget(model, cands, flops_budget, input_size)
 
     state = model.state_dict()
     kwargs = model_kwargs(model)
@@ -229,3 +212,28 @@ def _pad_rank(factors: tuple[Tensor, Tensor], rank: int) -> tuple[Tensor, Tensor
     first = torch.cat([first, first.new_zeros(rank - r, *first.shape[1:])], 0)
     second = torch.cat([second, second.new_zeros(second.shape[0], rank - r, *second.shape[2:])], 1)
     return first, second
+
+
+def _ranks_for_budget(
+    model: nn.Module, cands: list[_Candidate], flops_budget: float, input_size: int
+) -> dict[str, int | None]:
+    """The ranks at the largest energy level (one for all layers, by bisection) whose model
+    fits `flops_budget`."""
+    from hccr.profiling import count_macs
+
+    base = count_macs(model, input_size)
+    target = flops_budget / 2.0
+
+    def total(ch: dict[str, int | None]) -> int:
+        return base - sum(c.full_macs - c.macs(ch[c.key]) for c in cands)
+
+    lo, hi = 0.0, 1.0  # the largest energy whose model fits the budget
+    if total(_ranks_at_energy(cands, 1e-9)) > target:
+        raise ValueError(f"FLOPs budget {flops_budget:.3g} is below what rank-1 layers reach")
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if total(_ranks_at_energy(cands, max(mid, 1e-9))) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return _ranks_at_energy(cands, max(lo, 1e-9))

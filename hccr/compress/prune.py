@@ -248,28 +248,9 @@ def prune_to_budget(
         if cost(model) <= target:
             break
         scores = _importance(model, prunable_layers(model), importance, data)
-        frac = step_fraction
-        while True:  # rounding to channel_multiple can give a small step all its filters back
-            pruned, kwargs_new = _prune_by_scores(
-                model, scores, frac, min_channels, channel_multiple
-            )
-            if kwargs_new["channels"] != model.kwargs["channels"] or frac >= 0.9:
-                break
-            frac = min(0.9, 2 * frac)
-        if kwargs_new["channels"] == model.kwargs["channels"]:
-            raise ValueError(
-                f"cannot reach the budget {target:.4g}: no prunable filter left above min_channels (group/shift blocks are not pruned) that keeps the widths multiples of channel_multiple={channel_multiple}"
-            )
-        if cost(pruned) < target:  # overshoot: find the smallest fraction that meets the budget
-            lo, hi = 0.0, frac
-            for _ in range(12):
-                mid = (lo + hi) / 2
-                candidate = _prune_by_scores(model, scores, mid, min_channels, channel_multiple)
-                if cost(candidate[0]) <= target:
-                    hi, (pruned, kwargs_new) = mid, candidate
-                else:
-                    lo = mid
-            frac = hi
+        pruned, kwargs_new, frac = _prune_step(
+            model, scores, step_fraction, cost, target, min_channels, channel_multiple
+        )
         model, kwargs = pruned, kwargs_new
         if finetune is not None:
             model = finetune(model)
@@ -289,3 +270,38 @@ def prune_to_budget(
         if cost(model) > target:
             raise ValueError(f"budget {target:.4g} not reached after {max_steps} steps")
     return model, kwargs, history
+
+
+def _prune_step(
+    model: nn.Module,
+    scores: dict[int, Tensor],
+    step_fraction: float,
+    cost: Callable[[nn.Module], float],
+    target: float,
+    min_channels: int,
+    channel_multiple: int,
+) -> tuple[nn.Module, dict[str, Any], float]:
+    """One pruning step: (pruned model, its kwargs, the fraction used). The fraction grows when
+    rounding gives the step all its filters back, and shrinks (bisection) when it overshoots
+    `target`, so the last step lands just under the budget."""
+    frac = step_fraction
+    while True:  # rounding to channel_multiple can give a small step all its filters back
+        pruned, kwargs_new = _prune_by_scores(model, scores, frac, min_channels, channel_multiple)
+        if kwargs_new["channels"] != model.kwargs["channels"] or frac >= 0.9:
+            break
+        frac = min(0.9, 2 * frac)
+    if kwargs_new["channels"] == model.kwargs["channels"]:
+        raise ValueError(
+            f"cannot reach the budget {target:.4g}: no prunable filter left above min_channels (group/shift blocks are not pruned) that keeps the widths multiples of channel_multiple={channel_multiple}"
+        )
+    if cost(pruned) < target:  # overshoot: find the smallest fraction that meets the budget
+        lo, hi = 0.0, frac
+        for _ in range(12):
+            mid = (lo + hi) / 2
+            candidate = _prune_by_scores(model, scores, mid, min_channels, channel_multiple)
+            if cost(candidate[0]) <= target:
+                hi, (pruned, kwargs_new) = mid, candidate
+            else:
+                lo = mid
+        frac = hi
+    return pruned, kwargs_new, frac

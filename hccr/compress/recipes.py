@@ -235,7 +235,8 @@ def run_prune(
     command: str | None = None,
 ) -> dict[str, Any]:
     """`hccr compress prune`: prune MODEL to a FLOPs budget with KT fine-tuning after each step
-    (teacher: the unpruned MODEL), then a final KT fine-tune of cfg.epochs into the run folder."""
+    (teacher: the unpruned MODEL), then a final KT fine-tune of cfg.epochs into the run folder.
+    One function: the per-step fine-tune closes over this run's teacher, device and data."""
     from hccr.compress import prune_to_budget
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

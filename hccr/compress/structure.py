@@ -129,18 +129,7 @@ def choose_blocks(
                 (i, cand, kw, base_macs - count_macs(m, input_size), base_params - count_params(m))
             )
     if flops_budget is not None or params_budget is not None:
-        col, base_cost = (3, base_macs) if params_budget is None else (4, base_params)
-        best = {}
-        for o in options:
-            best[o[0]] = max(best.get(o[0], 0), o[col])
-        floor = base_cost - sum(best.values())
-        limit = flops_budget / 2.0 if params_budget is None else params_budget
-        if floor > limit:
-            what = "FLOPs" if params_budget is None else "params"
-            scale = 2 if params_budget is None else 1
-            raise ValueError(
-                f"budget not reachable: best {what} {scale * floor:.4g} > {scale * limit:.4g}"
-            )
+        _check_reachable(options, base_macs, base_params, flops_budget, params_budget)
     base_score = float(score(base))
     trials = []
     for i, cand, kw, macs_saved, params_saved in options:
@@ -154,6 +143,46 @@ def choose_blocks(
             }
         )
 
+    chosen_kwargs, macs, params, accepted = _accept_greedily(
+        trials, kwargs, base_macs, base_params, flops_budget, params_budget, max_drop
+    )
+    return StructureChoice(arch, chosen_kwargs, macs, params, base_score, trials, accepted)
+
+
+def _check_reachable(
+    options: list[tuple[int, str, dict[str, Any], int, int]],
+    base_macs: int,
+    base_params: int,
+    flops_budget: float | None,
+    params_budget: float | None,
+) -> None:
+    """Raises ValueError when even the cheapest candidate in every block misses the budget
+    (checked before any candidate is scored: scoring is the expensive part)."""
+    col, base_cost = (3, base_macs) if params_budget is None else (4, base_params)
+    best: dict[int, int] = {}
+    for o in options:
+        best[o[0]] = max(best.get(o[0], 0), o[col])
+    floor = base_cost - sum(best.values())
+    limit = flops_budget / 2.0 if params_budget is None else params_budget
+    if floor > limit:
+        what = "FLOPs" if params_budget is None else "params"
+        scale = 2 if params_budget is None else 1
+        raise ValueError(
+            f"budget not reachable: best {what} {scale * floor:.4g} > {scale * limit:.4g}"
+        )
+
+
+def _accept_greedily(
+    trials: list[dict[str, Any]],
+    kwargs: dict[str, Any],
+    base_macs: int,
+    base_params: int,
+    flops_budget: float | None,
+    params_budget: float | None,
+    max_drop: float | None,
+) -> tuple[dict[str, Any], int, int, list[dict[str, Any]]]:
+    """Accepts scored replacements cheapest-per-unit-saved first until the budget is met:
+    (kwargs, MACs, params, accepted trials); raises ValueError if it never is."""
     saved_key = "params_saved" if params_budget is not None else "macs_saved"
     target = None
     if flops_budget is not None:
@@ -188,4 +217,4 @@ def choose_blocks(
             f"budget not reached: {what} {scale * current:.4g} > {scale * target:.4g} "
             "with every replacement within max_drop"
         )
-    return StructureChoice(arch, chosen_kwargs, macs, params, base_score, trials, accepted)
+    return chosen_kwargs, macs, params, accepted

@@ -26,6 +26,35 @@ from hccr.nets.blocks import BLOCK_TYPES, ConvBlock, LowRankLinear, create_block
 STEMS = ("pool", "stride2")
 
 
+def _check_structure(
+    widths: list[int],
+    kinds: list[str],
+    feat_dim: int,
+    num_classes: int,
+    ranks: dict[str, int],
+    stem: str,
+) -> None:
+    """Raises ValueError, naming the bad argument, for a structure `HccrNet` cannot build."""
+    n = len(widths)
+    for kind in kinds:
+        if kind not in BLOCK_TYPES:
+            raise ValueError(f"unknown block type {kind!r}; known: {', '.join(BLOCK_TYPES)}")
+    known = {f"blocks.{i}" for i in range(n)} | {"feat", "classifier"}
+    for key, r in ranks.items():
+        if key not in known:
+            raise ValueError(
+                f"ranks key {key!r} is not a layer; known: blocks.0..blocks.{n - 1}, feat, classifier"
+            )
+        if r < 1:
+            raise ValueError(f"rank of {key} must be >= 1, got {r}")
+    if min(widths) < 1 or feat_dim < 1 or num_classes < 1:
+        raise ValueError("widths, feat_dim and num_classes must be >= 1")
+    if stem not in STEMS:
+        raise ValueError(f"unknown stem {stem!r}; known: {', '.join(STEMS)}")
+    if stem == "stride2" and (kinds[0] != "conv" or "blocks.0" in ranks):
+        raise ValueError("the stride2 stem needs a plain 'conv' first block (no rank)")
+
+
 def _expand_channels(channels: Sequence[int], depths: Sequence[int]) -> list[int]:
     """Per-stage widths (one per stage) or per-block widths (one per block) -> per-block widths."""
     channels = [int(c) for c in channels]
@@ -78,24 +107,8 @@ class HccrNet(nn.Module):
         kinds = [blocks] * n if isinstance(blocks, str) else list(blocks)
         if len(kinds) != n:
             raise ValueError(f"blocks has {len(kinds)} entries; expected {n}")
-        for kind in kinds:
-            if kind not in BLOCK_TYPES:
-                raise ValueError(f"unknown block type {kind!r}; known: {', '.join(BLOCK_TYPES)}")
         ranks = {str(k): int(v) for k, v in (ranks or {}).items()}
-        known = {f"blocks.{i}" for i in range(n)} | {"feat", "classifier"}
-        for key, r in ranks.items():
-            if key not in known:
-                raise ValueError(
-                    f"ranks key {key!r} is not a layer; known: blocks.0..blocks.{n - 1}, feat, classifier"
-                )
-            if r < 1:
-                raise ValueError(f"rank of {key} must be >= 1, got {r}")
-        if min(widths) < 1 or feat_dim < 1 or num_classes < 1:
-            raise ValueError("widths, feat_dim and num_classes must be >= 1")
-        if stem not in STEMS:
-            raise ValueError(f"unknown stem {stem!r}; known: {', '.join(STEMS)}")
-        if stem == "stride2" and (kinds[0] != "conv" or "blocks.0" in ranks):
-            raise ValueError("the stride2 stem needs a plain 'conv' first block (no rank)")
+        _check_structure(widths, kinds, feat_dim, num_classes, ranks, stem)
 
         self.kwargs: dict[str, Any] = {
             "num_classes": int(num_classes),
