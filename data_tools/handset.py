@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_tools.styles import StrokeTemplate, _bridges, _smooth
+from data_tools.styles import StrokeTemplate, _smooth, join_strokes
 
 
 def perturb_strokes(
@@ -76,24 +76,6 @@ def perturb_strokes(
     freq = g[6:10].reshape(2, 2) * 1.6  # two plane waves, one per axis
     p += (gu[4] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[5:7] * 2 * np.pi)
     # split back into strokes, joining some into cursive ligatures when the pen would not lift
-    counts = np.bincount(sid[keep], minlength=n)
-    keep |= (counts < 2)[sid]  # a stroke shortened away is kept whole
-    kept = np.flatnonzero(keep)
-    ksid = sid[kept]
-    bounds = np.searchsorted(ksid, np.arange(n + 1))  # first kept point of each stroke, then end
-    first, last = kept[bounds[:-1]], kept[bounds[1:] - 1]
-    gap = np.abs(p[first[1:]] - p[last[:-1]]).sum(axis=1)  # stroke i-1's end to stroke i's start
-    joined = np.concatenate([[False], (un[4, 1:] < 0.8 * cursive) & (gap < 0.5)])
-    j = np.flatnonzero(joined)
-    bridges = _bridges(p[last[j - 1]], p[first[j]], (un[5, j] - 0.5) * 0.7)  # (J, B, 2)
-    points = np.concatenate([bridges.reshape(-1, 2), p[kept]])
-    weights = np.concatenate([np.full(bridges.shape[0] * bridges.shape[1], 0.6), w[kept]])
-    # order: stroke 0, (bridge 1), stroke 1, (bridge 2), ... ; a stable sort keeps point order
-    key = np.concatenate([np.repeat(2 * j, bridges.shape[1]), 2 * ksid + 1])
-    order = np.argsort(key, kind="stable")
-    points, weights, key = points[order], weights[order], key[order]
-    # a new polyline (pen lift) starts at every stroke not joined to the one before
-    cuts = np.searchsorted(key, 2 * np.flatnonzero(~joined)[1:])
-    edges = [0, *cuts.tolist(), len(points)]  # slicing: np.split costs ~40 us in Python loops
-    spans = list(zip(edges[:-1], edges[1:], strict=True))
-    return [points[a:b] for a, b in spans], [weights[a:b] for a, b in spans]
+    return join_strokes(
+        p, w, sid, keep, lambda gap: (un[4, 1:] < 0.8 * cursive) & (gap < 0.5), un[5]
+    )

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from data_tools.render import render_strokes
-from data_tools.writer_stats import WriterStats, load_writer_stats
+from data_tools.writer_stats import load_writer_stats
 
 CANVAS = 96  # working canvas side; normalised to --size (64) afterwards
 STYLES = ("strokes", "font", "skeleton")
@@ -186,23 +186,26 @@ def perturb_strokes(
     p += (gu[11] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[15:17] * 2 * np.pi)
     # split back into strokes, joining some into cursive ligatures when the pen would not lift
     rate_scale = 2.0 * cursive
-    return _join_strokes(p, w, template.stroke, keep, un[7], un[8], stats, rate_scale)
+
+    # joined where the draw falls under the writer's join rate for the gap (times rate_scale)
+    def joins(gap: np.ndarray) -> np.ndarray:
+        return un[7, 1:] < np.minimum(stats.join_rate(gap) * rate_scale, _MAX_JOIN)
+
+    return join_strokes(p, w, template.stroke, keep, joins, un[8])
 
 
-def _join_strokes(
+def join_strokes(
     p: np.ndarray,
     w: np.ndarray,
     sid: np.ndarray,
     keep: np.ndarray,
-    u_join: np.ndarray,
+    joins: Callable[[np.ndarray], np.ndarray],
     u_bend: np.ndarray,
-    stats: WriterStats,
-    rate_scale: float,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Perturbed points (M, 2) and pen widths (M,) -> polylines and their widths: strokes cut
     to their `keep` points, and joined to the stroke before (a curved bridge, no pen lift) where
-    `u_join` falls under the writer's join rate for the gap, `rate_scale` times the fitted one."""
-    n = len(u_join)
+    `joins(gap)` says so; `gap` (n - 1,) is each stroke's start to the previous one's end."""
+    n = len(u_bend)
     counts = np.bincount(sid[keep], minlength=n)
     keep |= (counts < 2)[sid]  # a stroke shortened away is kept whole
     kept = np.flatnonzero(keep)
@@ -210,8 +213,7 @@ def _join_strokes(
     bounds = np.searchsorted(ksid, np.arange(n + 1))  # first kept point of each stroke, then end
     first, last = kept[bounds[:-1]], kept[bounds[1:] - 1]
     gap = np.abs(p[first[1:]] - p[last[:-1]]).sum(axis=1)  # stroke i-1's end to stroke i's start
-    rate = np.minimum(stats.join_rate(gap) * rate_scale, _MAX_JOIN)
-    joined = np.concatenate([[False], u_join[1:] < rate])
+    joined = np.concatenate([[False], joins(gap)])
     j = np.flatnonzero(joined)
     bridges = _bridges(p[last[j - 1]], p[first[j]], (u_bend[j] - 0.5) * 0.7)  # (J, B, 2)
     points = np.concatenate([bridges.reshape(-1, 2), p[kept]])
