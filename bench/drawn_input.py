@@ -2,10 +2,10 @@
 
 Every GB2312 level-1 class with Make Me a Hanzi stroke medians (3,755 of 3,755) is drawn once,
 the way a hand on a mouse draws it in the demo: stroke by stroke on the demo's 400 x 400
-Sketchpad with its round brush (radius `demo.app.BRUSH_RADIUS`), at a random size (40-85% of
+sheet with its round brush (radius `demo.app.BRUSH_RADIUS`), at a random size (40-85% of
 the canvas), position, aspect, slant and rotation, each stroke slightly displaced and wobbling,
 sampled at mouse-event spacing with per-point hand tremor and integer pixel coordinates. The
-drawing is the Sketchpad's value: RGBA, black ink on a transparent background (`--background
+drawing is what the demo inks from the strokes: RGBA, black ink on a transparent background (`--background
 white`: black on white RGB). The generator is this file's own (not `hccr-data synth`'s
 `perturb_strokes`) and is seeded with `--seed` (default 1234; the training data used synth seeds
 1 and 2). Each character's drawing depends only on the seed and its class, not on `--limit`.
@@ -126,7 +126,7 @@ def mouse_strokes(
 
 
 def canvas_image(ink: np.ndarray, background: str) -> np.ndarray:
-    """An ink map -> the Sketchpad's value: RGBA black ink on transparent, or RGB black on white."""
+    """An ink map -> the demo's drawing: RGBA black ink on transparent, or RGB black on white."""
     if background == "transparent":
         image = np.zeros((*ink.shape, 4), np.uint8)
         image[..., 3] = ink
@@ -484,7 +484,7 @@ def get_parser(
         "--background",
         choices=("transparent", "white"),
         default="transparent",
-        help="RGBA on transparent (the demo's Sketchpad) or RGB black on white",
+        help="RGBA on transparent (the demo's drawing) or RGB black on white",
     )
     parser.add_argument("--canvas", type=int, default=canvas_side, help="canvas side in px")
     parser.add_argument("--brush-radius", type=float, default=brush_radius, help="in px")
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from data_tools.strokes import load_medians
-    from demo.app import BRUSH_RADIUS, CANVAS_SIDE  # what the demo's Sketchpad is
+    from demo.app import BRUSH_RADIUS, CANVAS_SIDE  # the demo's sheet and brush
     from hccr.bundle import MODELS_DIR, is_bundle, resolve_model
     from hccr.charset import Charset
 

@@ -87,8 +87,8 @@ def render_canvas(
     """Draws strokes where they are, as a drawing canvas does; returns the (side, side) ink map.
 
     Unlike `render_strokes` nothing is fitted or centred: points are canvas pixel coordinates
-    (x, y; y down) and the round brush is `2 * brush_radius` px wide, like a Gradio Sketchpad
-    brush of that size. The result is the drawing's coverage: the alpha channel of the canvas'
+    (x, y; y down) and the round brush is `2 * brush_radius` px wide, as the demo's panel
+    inks the strokes it receives. The result is the drawing's coverage: the alpha channel of the canvas'
     RGBA image, or 255 minus the grey of black ink on white.
     """
     image = np.zeros((side, side), np.uint8)
