@@ -262,12 +262,6 @@ def in_process(reader: RecognizeReader) -> Iterator[dict]:
 
 def loader_batches(reader: RecognizeReader, workers: int) -> Iterator[dict]:
     """The reader's batches, read by `workers` DataLoader processes (torch imported here)."""
-    from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+    from hccr.commands.recognize_workers import worker_batches
 
-    class Dataset(IterableDataset):
-        def __iter__(self) -> Iterator[dict]:
-            info = get_worker_info()
-            return reader.iter_items(*((info.id, info.num_workers) if info else (0, 1)))
-
-    return iter(DataLoader(Dataset(), batch_size=reader.block, num_workers=workers,
-                           collate_fn=collate, persistent_workers=False))  # fmt: skip
+    return worker_batches(reader, workers, collate)
