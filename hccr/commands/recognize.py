@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=256, help="characters per batch (default: 256)"
     )
     parser.add_argument("--workers", type=int, default=2,
-                        help="DataLoader worker processes for reading and normalising (default: 2)")  # fmt: skip
+                        help="DataLoader worker processes for reading and normalising (default: 2); image files that fit one batch are read in this process, without torch")  # fmt: skip
     parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torchscript", "torch"),
                         help="auto: the bundle's ONNX / TorchScript export when present, else the float model")  # fmt: skip
     parser.add_argument("--threads", type=int, default=0,
