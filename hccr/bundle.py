@@ -20,14 +20,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from hccr.atomic import atomic_write, atomic_write_text, partial_path
 from hccr.charset import Charset, CharsetError
 from hccr.preprocess import NormConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "gb1-student"
@@ -80,8 +80,6 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
     if hasattr(value, "item") and callable(value.item) and not isinstance(value, str):
         try:
             return value.item()
@@ -193,6 +191,8 @@ def save_bundle(
         "train_config": _jsonable(train_config or {}),
         "metrics": _jsonable(metrics or {}),
     }
+    import torch
+
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -251,15 +251,25 @@ def read_bundle_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Loads a bundle folder (or a training run folder): registry rebuild + strict weights load.
+@dataclass(frozen=True)
+class BundleInfo:
+    """A bundle without its weights: what the recogniser needs when an export does the work."""
+
+    path: Path
+    arch: str
+    kwargs: dict[str, Any]
+    charset: Charset
+    norm: NormConfig
+    meta: dict[str, Any]
+
+
+def load_bundle_info(path: str | Path) -> BundleInfo:
+    """Reads bundle.json, the charset and the NormConfig; no torch, weights.pt is not opened.
 
     Raises:
-        BundleError: one line naming the path, for a missing folder, bundle.json, charset or
-            weights, an unknown architecture, or weights that do not fit the architecture.
+        BundleError: one line naming the path, for a missing folder, bundle.json or charset,
+            or a bad charset or norm.
     """
-    from hccr.nets import create_model, list_models  # the registry imports every architecture
-
     path = Path(path)
     if path.is_file() and path.name == BUNDLE_JSON:
         path = path.parent
@@ -282,12 +292,27 @@ def load_bundle(path: str | Path) -> Bundle:
         norm = NormConfig.from_dict(meta["norm"])
     except (TypeError, ValueError, KeyError) as e:
         raise BundleError(f"{path}: bad norm in {BUNDLE_JSON}: {e}") from None
-    arch = str(meta["arch"])
+    kwargs = dict(meta["kwargs"])
+    kwargs["num_classes"] = num_classes
+    return BundleInfo(path, str(meta["arch"]), kwargs, charset, norm, meta)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Loads a bundle folder (or a training run folder): registry rebuild + strict weights load.
+
+    Raises:
+        BundleError: one line naming the path, for a missing folder, bundle.json, charset or
+            weights, an unknown architecture, or weights that do not fit the architecture.
+    """
+    import torch
+
+    from hccr.nets import create_model, list_models  # the registry imports every architecture
+
+    info = load_bundle_info(path)
+    path, arch, kwargs = info.path, info.arch, info.kwargs
     if arch not in list_models():
         known = ", ".join(sorted(list_models()))
         raise BundleError(f"{path}: unknown architecture '{arch}'; known: {known}")
-    kwargs = dict(meta["kwargs"])
-    kwargs["num_classes"] = num_classes
     try:
         model = create_model(arch, **kwargs)
     except (TypeError, ValueError) as e:
@@ -302,7 +327,13 @@ def load_bundle(path: str | Path) -> Bundle:
     load_state_dict_strict(model, state, f"{path}", arch)
     model.eval()
     return Bundle(
-        model=model, arch=arch, kwargs=kwargs, charset=charset, norm=norm, meta=meta, path=path
+        model=model,
+        arch=arch,
+        kwargs=kwargs,
+        charset=info.charset,
+        norm=info.norm,
+        meta=info.meta,
+        path=path,
     )
 
 

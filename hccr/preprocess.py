@@ -19,7 +19,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from numba import njit
 from PIL import Image
 
@@ -464,8 +463,18 @@ def preprocess(image: Image.Image | np.ndarray, cfg: NormConfig) -> np.ndarray:
     return normalize(to_ink(image), cfg)
 
 
-def to_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ink maps (B, 1, S, S) or (1, S, S) -> float in [0, 1], the models' input."""
+def to_model_input(images: Any) -> Any:
+    """uint8 ink maps (B, 1, S, S) or (1, S, S) -> float32 in [0, 1], the models' input.
+
+    Takes a numpy array (the recogniser, which runs without torch when an export does the work)
+    or a torch tensor (training, evaluation), and returns the same kind, bit for bit equal.
+    """
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8:
+            raise TypeError(f"expected uint8 images, got {images.dtype}")
+        return images.astype(np.float32) / np.float32(255.0)
+    import torch  # a tensor was passed, so torch is loaded already
+
     if images.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {images.dtype}")
     return images.float().div_(255.0)

@@ -6,7 +6,9 @@ When the bundle folder holds an export (`model.onnx`, run by onnxruntime, or `mo
 TorchScript) that its record (`model.onnx.json`: SHA-256 of the export and of the weights it was
 made from) vouches for, or, without a record, that is at least as new as its weights and agrees
 with them on a probe batch, it is used instead of the float model because it is faster;
-otherwise a warning says why and the float model runs. `backend=` forces a choice.
+otherwise a warning says why and the float model runs. `backend=` forces a choice. A recorded
+ONNX export runs without torch: the float weights, and torch with them, load only when needed
+(an export that fails its check, TorchScript, a writer profile, `features`, `model`).
 
 A `Recognizer` is safe to share between threads (the demo serves concurrent requests from one):
 onnxruntime sessions allow concurrent `run` calls, and the torch paths run under a lock.
@@ -20,7 +22,6 @@ A profile is set for every call (`profile=` of `from_bundle`, `set_profile`) or 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import threading
 import warnings
@@ -30,23 +31,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
-from hccr.bundle import WEIGHTS_FILE, Bundle, load_bundle, resolve_model
+from hccr.backends import (  # noqa: F401  (onnx_session: benchmarks time the recogniser's session)
+    ONNX_FILE,
+    TORCHSCRIPT_FILE,
+    OnnxRunner,
+    feature_runner,
+    float_runner,
+    onnx_session,
+    open_export,
+    probe_batch,
+)
+from hccr.bundle import WEIGHTS_FILE, BundleError, load_bundle, load_bundle_info, resolve_model
 from hccr.charset import Charset
+from hccr.export_record import file_sha256
 from hccr.preprocess import NormConfig, preprocess, to_model_input, warm_up
 
 if TYPE_CHECKING:
-    from hccr.adapt import WriterProfile
+    import torch
+    from torch import nn
 
-ONNX_FILE = "model.onnx"
-TORCHSCRIPT_FILE = "model.ts.pt"
+    from hccr.adapt import WriterProfile
+    from hccr.bundle import Bundle
+
 BACKENDS = ("auto", "onnx", "torchscript", "torch")
-_PARITY_ATOL = (
-    0.05  # max |prob difference| on the probe batch for an export to count as the same model
-)
 
 ImageLike = Image.Image | np.ndarray
 
@@ -59,91 +68,13 @@ class Candidate:
     prob: float
 
 
-class _TorchRunner:
-    """Float or TorchScript module; one call at a time (a lock), under inference_mode."""
-
-    def __init__(
-        self, module: nn.Module | torch.jit.ScriptModule, channels_last: bool = False
-    ) -> None:
-        self.module = module.eval()
-        self.channels_last = channels_last
-        self._lock = threading.Lock()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._lock, torch.inference_mode():
-            return self.module(x).float()
-
-
-def onnx_session(path: str | Path | bytes, num_threads: int | None = None):
-    """The CPU onnxruntime.InferenceSession the recogniser runs (benchmarks time the same one)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = num_threads or 0  # 0: onnxruntime's default (all cores)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    # Idle pool threads sleep instead of spinning: they share the cores with DataLoader
-    # workers (`hccr recognize`) and with other requests (the demo).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = path if isinstance(path, bytes) else str(path)  # a file, or a serialised graph
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-class _OnnxRunner:
-    """An onnxruntime session; `run` is thread-safe, so no lock."""
-
-    def __init__(self, path: Path | bytes, num_threads: int | None) -> None:
-        self.session = onnx_session(path, num_threads)
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        # An export traced with a fixed batch size only accepts that size: feed it in chunks.
-        first = inp.shape[0] if inp.shape else None
-        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        arr = x.numpy()
-        if self.fixed_batch is None:
-            return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0]).float()
-        outs = []
-        b = self.fixed_batch
-        for start in range(0, len(arr), b):
-            chunk = arr[start : start + b]
-            n = len(chunk)
-            if n < b:  # pad the last chunk up to the fixed batch size
-                chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
-            outs.append(self.session.run(None, {self.input_name: chunk})[0][:n])
-        return torch.from_numpy(np.concatenate(outs)).float()
-
-
-class _FeatureNet(nn.Module):
-    """The network up to the classifier's input: (B, 1, S, S) -> (B, feat_dim)."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_features(x)
-
-
-def _for_inference(model: nn.Module) -> nn.Module:
-    """A BatchNorm-folded, channels-last eval copy; `model` itself is left untouched.
-
-    Same outputs; on CPU, oneDNN runs the students' depthwise convolutions ~2.4x faster in
-    channels-last layout (student_lw, batch 64, 1 thread: 71 -> 168 images/s).
-    """
-    from hccr.compress.fold_bn import fold_bn
-
-    return fold_bn(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
-
-
 class Recognizer:
     """Ranks the characters of a charset for character images.
 
     Args:
-        model: the float network (eval mode, CPU): (B, 1, S, S) float -> (B, num_classes) logits.
+        model: the float network (eval mode, CPU): (B, 1, S, S) float -> (B, num_classes)
+            logits; None for a bundle whose export does the work (`from_bundle`): it is then
+            loaded from `path` only if needed (a writer profile, `features`).
         charset: class index -> character.
         norm: the preprocessing the model was trained with.
         name: shown by the CLI and the demo.
@@ -152,24 +83,29 @@ class Recognizer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         charset: Charset,
         norm: NormConfig,
         *,
         name: str = "model",
         path: Path | None = None,
     ) -> None:
-        self.model = model.eval()
+        if model is None and path is None:
+            raise ValueError("a Recognizer needs a model or the bundle folder to load it from")
+        self._model = model.eval() if model is not None else None
         self.charset = charset
         self.norm = norm
         self.name = name
         self.path = path
         self.backend = "torch"
-        self._runner: Any = _TorchRunner(_for_inference(self.model), channels_last=True)
+        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._float: Any = None  # the float model's runner, built on first need
+        # the runner in use: the float model's, unless an export replaces it (`from_bundle`)
+        self._runner: Any = self._float_runner() if model is not None else None
         self._export: Path | None = None  # the ONNX file in use, when backend == "onnx"
         self._num_threads: int | None = None
         self._feature_runner: Any = None  # built on first use of a writer profile
-        self._lock = threading.Lock()
         self._sha256: str | None = None
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
         # (profile, its folded classifier), swapped as one object so that a concurrent call
@@ -177,6 +113,19 @@ class Recognizer:
         self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor]] | None = None
         # compiled (first run on a machine) or loaded now, so no request waits for it
         warm_up()
+
+    @property
+    def model(self) -> nn.Module:
+        """The float network; loaded from the bundle on first access when an export runs."""
+        with self._model_lock:  # not self._lock: the features runner asks for it under that one
+            if self._model is None:
+                self._model = load_bundle(self.path).model  # type: ignore[arg-type]
+            return self._model
+
+    def _float_runner(self) -> Any:
+        if self._float is None:
+            self._float = float_runner(self.model)
+        return self._float
 
     @classmethod
     def from_bundle(
@@ -188,6 +137,9 @@ class Recognizer:
         profile: str | Path | WriterProfile | None = None,
     ) -> Recognizer:
         """Loads a bundle folder, a run folder or a bundle name in models/ (None: the default).
+
+        With a recorded, current ONNX export (the shipped bundles), neither torch nor the
+        weights are loaded; otherwise the float model is (torch imported then).
 
         Args:
             backend: "auto" (an up-to-date export if present, else the float model), "onnx",
@@ -209,15 +161,13 @@ class Recognizer:
     def _from_bundle(
         cls, path: str | Path | None, backend: str, num_threads: int | None
     ) -> Recognizer:
-        from hccr.bundle import BundleError
-
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
         folder = resolve_model(path)
-        bundle = load_bundle(folder)
-        rec = cls.from_loaded(bundle)
         if backend == "torch":
-            return rec
+            return cls.from_loaded(load_bundle(folder))
+        info = load_bundle_info(folder)
+        rec = cls(None, info.charset, info.norm, name=folder.name, path=folder)
         for kind, filename in (("onnx", ONNX_FILE), ("torchscript", TORCHSCRIPT_FILE)):
             if backend not in ("auto", kind):
                 continue
@@ -232,6 +182,7 @@ class Recognizer:
             if backend == kind:
                 raise BundleError(f"{export}: {problem}")
             warnings.warn(f"{export}: {problem}; using the float model", stacklevel=2)
+        rec._runner = rec._float_runner()
         return rec
 
     @classmethod
@@ -241,55 +192,23 @@ class Recognizer:
         return cls(bundle.model, bundle.charset, bundle.norm, name=name, path=bundle.path)
 
     def _try_export(self, kind: str, export: Path, num_threads: int | None) -> str | None:
-        """Switches to the export if it is current and agrees with the float model; else says why not."""
-        from hccr.export import export_record_status
-
-        weights = export.parent / WEIGHTS_FILE
-        has_weights = weights.is_file()
-        status = export_record_status(export, weights) if has_weights else None
-        if status == "replaced":
-            # its check (agreement with the float weights) was passed by another file
-            return f"SHA-256 differs from the one in {export.name}.json (replaced after export)"
-        if status == "stale":
-            return "made from other weights than weights.pt (stale export)"
-        current = status == "current"  # else: no record to tell (file times, parity decide)
-        if not current and has_weights and export.stat().st_mtime < weights.stat().st_mtime:
-            return "older than weights.pt (stale export)"
-        try:
-            if kind == "onnx":
-                runner: Any = _OnnxRunner(export, num_threads)
-            else:
-                # torch.jit.load warns that TorchScript is deprecated upstream; it still works
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    module = torch.jit.load(str(export), map_location="cpu")
-                runner = _TorchRunner(module)
-            probe = self._probe_batch()
-            got = torch.softmax(runner(probe), dim=1)
-        except Exception as e:  # onnxruntime / TorchScript raise their own exception types
-            return f"cannot run it: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        want = torch.softmax(self._runner(probe), dim=1)
-        if got.shape != want.shape:
-            return f"outputs {tuple(got.shape[1:])} classes, bundle has {len(self.charset)}"
-        diff = float((got - want).abs().max())
-        # An export recorded as made from these weights passed `hccr export`'s top-1 agreement
-        # check on real samples; only an unrecorded one is held to float parity (which an int8
-        # export, legitimately a little different, would fail).
-        if not current and diff > _PARITY_ATOL:
-            return f"disagrees with weights.pt (max probability difference {diff:.3f})"
+        """Switches to the export if `open_export` accepts it; else says why not."""
+        runner, problem = open_export(
+            kind,
+            export,
+            export.parent / WEIGHTS_FILE,
+            len(self.charset),
+            self._float_runner,
+            probe_batch(self.norm.size),
+            num_threads,
+        )
+        if runner is None:
+            return problem
         self._runner = runner
         self.backend = kind
         self._export = export if kind == "onnx" else None
         self._num_threads = num_threads
         return None
-
-    def _probe_batch(self) -> torch.Tensor:
-        """A fixed pseudo-character batch (blurred strokes) for export parity checks."""
-        gen = torch.Generator().manual_seed(0)
-        S = self.norm.size
-        x = (torch.rand(4, 1, S // 8, S // 8, generator=gen) > 0.7).float()
-        x = torch.nn.functional.interpolate(x, size=(S, S), mode="bilinear", align_corners=False)
-        return x.clamp(0, 1)
 
     @property
     def image_size(self) -> int:
@@ -327,29 +246,36 @@ class Recognizer:
     def probabilities(
         self, prepared: np.ndarray | torch.Tensor, profile: WriterProfile | None = None
     ) -> torch.Tensor:
-        """Normalised ink maps, uint8 (B, S, S) or (B, 1, S, S) -> (B, num_classes) softmax."""
-        return torch.softmax(self._logits(prepared, profile), dim=1)
+        """Normalised ink maps, uint8 (B, S, S) or (B, 1, S, S) -> (B, num_classes) softmax,
+        as a torch tensor (imports torch; `recognize_prepared` does not)."""
+        import torch
 
-    def _model_input(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(prepared)
+        return torch.softmax(torch.from_numpy(self._logits(prepared, profile)), dim=1)
+
+    def _model_input(self, prepared: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = np.asarray(prepared)  # a CPU torch tensor too, without importing torch
         if x.ndim == 3:
-            x = x.unsqueeze(1)  # (B, S, S) -> (B, 1, S, S)
+            x = x[:, None]  # (B, S, S) -> (B, 1, S, S)
         S = self.norm.size
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, S, S):
             raise ValueError(f"expected normalised images (B, 1, {S}, {S}), got {tuple(x.shape)}")
-        return to_model_input(x.contiguous())
+        return to_model_input(np.ascontiguousarray(x))
 
     def _logits(
         self, prepared: np.ndarray | torch.Tensor, profile: WriterProfile | None = None
-    ) -> torch.Tensor:
+    ) -> np.ndarray:
+        """float32 (B, num_classes) logits."""
         x = self._model_input(prepared)
         active = self._active
         if profile is None and active is None:
             return self._runner(x)
+        import torch
+
         Wt, c = active[1] if profile is None else self._folded_head(profile)  # type: ignore[index]
         # torch, not numpy: numpy's BLAS threads took 4 ms instead of 20 us for one row when
         # other processes shared the cores; (W A)^T is stored contiguous (37 vs 59 us per row)
-        return torch.addmm(c, self._features_runner()(x), Wt)
+        features = torch.from_numpy(self._features_runner()(x))
+        return torch.addmm(c, features, Wt).numpy()
 
     # -- writer profiles (hccr.adapt) ------------------------------------------------------
 
@@ -360,8 +286,6 @@ class Recognizer:
         if self._sha256 is None:
             weights = self.path / WEIGHTS_FILE if self.path is not None else None
             if weights is not None and weights.is_file():
-                from hccr.export import file_sha256
-
                 self._sha256 = file_sha256(weights)
             else:
                 digest = hashlib.sha256()
@@ -388,7 +312,9 @@ class Recognizer:
 
     def features(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Normalised ink maps (B, S, S) or (B, 1, S, S) -> (B, feat_dim) classifier inputs."""
-        return self._features_runner()(self._model_input(prepared))
+        import torch
+
+        return torch.from_numpy(self._features_runner()(self._model_input(prepared)))
 
     def _features_runner(self) -> Any:
         with self._lock:
@@ -397,14 +323,14 @@ class Recognizer:
             return self._feature_runner
 
     def _make_features_runner(self) -> Any:
-        torch_runner = _TorchRunner(_FeatureNet(_for_inference(self.model)), channels_last=True)
+        torch_runner = feature_runner(self.model)
         if self._export is None:
             return torch_runner
         from hccr.export import onnx_feature_graph
 
         try:
             graph = onnx_feature_graph(self._export)
-            runner = _OnnxRunner(graph, self._num_threads) if graph is not None else None
+            runner = OnnxRunner(graph, self._num_threads) if graph is not None else None
         except Exception as e:  # onnx / onnxruntime raise their own exception types
             runner, graph = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if runner is None:
@@ -422,7 +348,7 @@ class Recognizer:
     @property
     def profile_backend(self) -> str:
         """Where the backbone runs when a profile is applied ("onnx" or "torch")."""
-        return "onnx" if isinstance(self._features_runner(), _OnnxRunner) else "torch"
+        return "onnx" if isinstance(self._features_runner(), OnnxRunner) else "torch"
 
     def load_profile(self, profile: str | Path | WriterProfile) -> WriterProfile:
         """Reads a profile (or takes one) and checks it was made for this model.
@@ -471,9 +397,17 @@ class Recognizer:
         if len(prepared) == 0:
             return []
         logits = self._logits(prepared, profile)
-        top, indices = logits.topk(min(max(topk, 1), logits.shape[1]), dim=1)
+        k = min(max(topk, 1), logits.shape[1])
+        # the k best, best first (argpartition: no full sort of every row)
+        indices = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(logits, indices, axis=1)
+        order = np.argsort(-top, axis=1, kind="stable")
+        indices = np.take_along_axis(indices, order, axis=1)
+        top = np.take_along_axis(top, order, axis=1)
         # softmax of the top k only: exp(logit - logsumexp), no full probability matrix
-        values = (top - torch.logsumexp(logits, dim=1, keepdim=True)).exp()
+        peak = logits.max(axis=1, keepdims=True)
+        lse = peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True))
+        values = np.exp(top - lse)
         chars = self.charset.chars
         return [
             [Candidate(chars[i], float(p)) for p, i in zip(row_p, row_i, strict=True)]

@@ -1,0 +1,267 @@
+"""Input side of `hccr recognize`: which files are inputs, and their normalised samples in order.
+
+Plain Python and numpy; torch is imported only when DataLoader workers read many inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
+    ".pnm",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: an image file, a .gnt file or an .lmdb folder."""
+
+    kind: str  # "image" | "gnt" | "lmdb"
+    path: Path
+
+
+def _is_lmdb(path: Path) -> bool:
+    return path.is_dir() and (path.suffix == ".lmdb" or (path / "data.mdb").is_file())
+
+
+def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[str], list[str]]:
+    """Expands the command-line inputs into sources.
+
+    Returns:
+        (sources, notes, errors): notes name files a folder held that are not inputs; errors
+        name inputs that do not exist.
+    """
+    sources: list[Source] = []
+    notes: list[str] = []
+    errors: list[str] = []
+    for raw in inputs:
+        path = Path(raw)
+        if _is_lmdb(path):
+            sources.append(Source("lmdb", path))
+        elif path.is_dir():
+            skipped = 0
+            for root, dirs, files in os.walk(path):
+                root_path = Path(root)
+                dirs.sort()
+                for d in list(dirs):
+                    if _is_lmdb(root_path / d):
+                        sources.append(Source("lmdb", root_path / d))
+                        dirs.remove(d)  # an LMDB's files are not images
+                for name in sorted(files):
+                    suffix = Path(name).suffix.lower()
+                    if suffix == ".gnt":
+                        sources.append(Source("gnt", root_path / name))
+                    elif suffix in IMAGE_EXTENSIONS:
+                        sources.append(Source("image", root_path / name))
+                    else:
+                        skipped += 1
+            if skipped:
+                notes.append(
+                    f"{path}: skipped {skipped} file(s) that are not images "
+                    f"({', '.join(IMAGE_EXTENSIONS)}), .gnt files or .lmdb folders"
+                )
+        elif path.is_file():
+            kind = "gnt" if path.suffix.lower() == ".gnt" else "image"
+            sources.append(Source(kind, path))
+        else:
+            errors.append(f"{path}: no such file or folder")
+    return sources, notes, errors
+
+
+def _item(source: Path, index: int | None, label: str | None, image=None, error=None) -> dict:
+    return {"source": str(source), "index": index, "label": label, "image": image, "error": error}
+
+
+class RecognizeReader:
+    """Streams normalised samples (or error records) from sources, in input order.
+
+    Plain Python and numpy (no torch): a few image files are read in the main process. For
+    many inputs a torch DataLoader runs it in worker processes (`loader_batches`): items are handed to
+    workers in blocks of `block` consecutive items, block k to worker k % num_workers. With
+    batch_size=block each worker's batches are then exactly its blocks, and the loader's
+    round-robin over workers yields them in input order. Every item yields exactly one record
+    (a sample or an error), which keeps the blocks aligned.
+    """
+
+    def __init__(self, sources: Sequence[Source], norm: Any, block: int) -> None:
+        self.sources = list(sources)
+        self.norm = norm
+        self.block = block
+
+    def iter_items(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
+        counter = 0
+        for source in self.sources:
+            # every worker walks every source so that all agree on item numbering
+            for make in getattr(self, f"_iter_{source.kind}")(source.path):
+                if (counter // self.block) % num_workers == worker:
+                    yield make()
+                counter += 1
+
+    def _iter_image(self, path: Path) -> Iterator:
+        yield lambda: self._load_image(path)
+
+    def _load_image(self, path: Path) -> dict:
+        from PIL import Image, UnidentifiedImageError
+
+        from hccr.preprocess import EmptyImageError, preprocess
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = preprocess(im, self.norm)
+        except UnidentifiedImageError:
+            return _item(path, None, None, error=f"{path}: not an image file")
+        except EmptyImageError as e:
+            return _item(path, None, None, error=f"{path}: empty image ({e})")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            return _item(path, None, None, error=f"{path}: cannot read image: {e}")
+        return _item(path, None, None, image=image[None])
+
+    def _iter_gnt(self, path: Path) -> Iterator:
+        from hccr.casia import CasiaFormatError, iter_gnt, scan_records
+        from hccr.preprocess import EmptyImageError, ink_from_white_background, normalize
+
+        def sample(i: int, record) -> dict:
+            try:
+                image = normalize(ink_from_white_background(record.bitmap), self.norm)
+            except EmptyImageError:
+                where = f"{path}: record {i} at byte {record.offset}"
+                return _item(path, i, record.char, error=f"{where}: empty bitmap (no ink)")
+            return _item(path, i, record.char, image=image[None])
+
+        def failed(i: int, message: str) -> Iterator:
+            message = message if message.startswith(str(path)) else f"{path}: {message}"
+            yield lambda: _item(path, i, None, error=message)
+
+        try:
+            if path.stat().st_size == 0:
+                yield from failed(0, "empty file (no records)")
+                return
+        except OSError as e:
+            yield from failed(0, f"cannot read: {e.strerror or e}")
+            return
+        index, start = 0, 0
+        while True:
+            try:
+                for record in iter_gnt(path, start):
+                    yield lambda i=index, record=record: sample(i, record)
+                    index += 1
+                return
+            except CasiaFormatError as e:
+                # A bad record whose size field still frames it (bad width, height or bitmap):
+                # report it and go on with the next one, as `hccr-data pack --skip-bad` does.
+                following = _next_record(scan_records, path, e.offset)
+                if following is None:  # the framing itself is broken: nothing more to read
+                    yield from failed(index, f"{e} (rest of file skipped)")
+                    return
+                yield from failed(index, str(e))
+                index, start = index + 1, following
+            except (ValueError, OSError) as e:
+                yield from failed(index, f"{e} (rest of file skipped)")
+                return
+
+    def _iter_lmdb(self, path: Path) -> Iterator:
+        # The format module, not LmdbDataset: that one carries training augmentation (torchvision,
+        # seconds to import in every worker) and recognition needs none of it.
+        import struct
+
+        import lmdb
+
+        from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
+        from hccr.preprocess import EmptyImageError, NormConfig, normalize
+
+        try:
+            env = open_lmdb(path)  # once per worker: open_lmdb resolves and stats the path
+            meta = read_meta(path)
+            count = int(meta["num_samples"])
+            size = int(meta["image_size"])
+            renormalize = NormConfig.from_dict(meta["norm"]) != self.norm
+            chars = list(meta["charset"])
+        except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
+            message = str(e) if str(e).startswith(str(path)) else f"{path}: cannot open LMDB: {e}"
+            yield lambda: _item(path, None, None, error=message)
+            return
+
+        def sample(i: int) -> dict:
+            try:
+                with env.begin(buffers=True) as txn:
+                    value = txn.get(sample_key(i))
+                    if value is None:
+                        raise KeyError(f"sample {i} is missing")
+                    image, label, _ = decode_sample(bytes(value), size)
+                if renormalize:  # packed with another NormConfig than the model's
+                    image = normalize(image, self.norm)
+                label_char = chars[label] if 0 <= label < len(chars) else None
+            except EmptyImageError:
+                return _item(path, i, None, error=f"{path}: sample {i}: empty image")
+            except (ValueError, OSError, KeyError, lmdb.Error, struct.error) as e:
+                return _item(path, i, None, error=f"{path}: sample {i}: {e}")
+            return _item(path, i, label_char, image=image.copy()[None])
+
+        for i in range(count):
+            yield lambda i=i: sample(i)
+
+
+def _next_record(scan_records: Any, path: Path, offset: int) -> int | None:
+    """Byte offset of the record after the one at `offset`, or None when its size field does
+    not frame it (or it was the last)."""
+    from hccr.casia import CasiaFormatError
+
+    offsets = scan_records(path, offset)
+    try:
+        next(offsets)  # the bad record itself: raises when its size field is what is wrong
+        return next(offsets, None)
+    except CasiaFormatError:
+        return None
+
+
+def count_items(sources: Sequence[Source]) -> int | None:
+    """Items to expect, for the progress bar; None when a .gnt is among them (unknown count)."""
+    from hccr.lmdb_format import read_meta
+
+    total = 0
+    for s in sources:
+        if s.kind == "gnt":
+            return None
+        if s.kind == "lmdb":
+            try:
+                total += int(read_meta(s.path)["num_samples"])
+            except Exception:  # reported properly when the source is read
+                total += 1
+        else:
+            total += 1
+    return total
+
+
+def collate(items: list[dict]) -> dict:
+    """Keeps per-item fields as lists and stacks the valid images into (N, 1, S, S) uint8."""
+    images = [it["image"] for it in items if it["image"] is not None]
+    batch = {key: [it[key] for it in items] for key in ("source", "index", "label", "error")}
+    batch["images"] = np.stack(images) if images else None
+    return batch
+
+
+def in_process(reader: RecognizeReader) -> Iterator[dict]:
+    """The reader's batches, read in this process."""
+    items: list[dict] = []
+    for item in reader.iter_items():
+        items.append(item)
+        if len(items) == reader.block:
+            yield collate(items)
+            items = []
+    if items:
+        yield collate(items)
+
+
+def loader_batches(reader: RecognizeReader, workers: int) -> Iterator[dict]:
+    """The reader's batches, read by `workers` DataLoader processes (torch imported here)."""
+    from hccr.commands.recognize_workers import worker_batches
+
+    return worker_batches(reader, workers, collate)
