@@ -1,24 +1,30 @@
-"""`LmdbDataset`: normalised samples from an hccr LMDB (training augmentation: `hccr.augment`)."""
+"""`LmdbDataset`: normalised samples from an hccr LMDB (training augmentation: `hccr.augment`).
+
+Training, evaluation and `hccr recognize` read LMDBs through it. It imports no torch: `read`
+gives numpy arrays, and only the DataLoader-facing `__getitem__` / `__getitems__` make tensors
+(torch is imported there), so recognising from an LMDB does not need the training stack.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lmdb
-import torch
-from torch.utils.data import Dataset
 
 from hccr.charset import Charset
 from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
 from hccr.preprocess import NormConfig
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+Transform = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
-class LmdbDataset(Dataset):
+class LmdbDataset:
     """Samples of an hccr LMDB as (uint8 tensor (1, S, S), class index).
 
     The LMDB environment is opened lazily in each process: an Environment opened in `__init__`
@@ -54,6 +60,8 @@ class LmdbDataset(Dataset):
         return self._len
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        import torch
+
         image, label, _ = self.read(index)
         x = torch.from_numpy(image.copy()).unsqueeze(0)  # (1, S, S) uint8
         if self.transform is not None:
@@ -63,6 +71,8 @@ class LmdbDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
         """A whole batch at once (DataLoader calls this when it exists): one read transaction and
         one tensor allocation serve every sample, instead of one each."""
+        import torch
+
         S = self.image_size
         images = torch.empty((len(indices), 1, S, S), dtype=torch.uint8)
         pixels = images.numpy()  # (B, 1, S, S), shares memory with `images`

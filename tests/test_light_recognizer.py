@@ -151,3 +151,27 @@ def test_stale_export_falls_back_to_torch(exported: Path, pngs, tmp_path: Path) 
     assert got["backend"] == "torch"
     assert "torch" in got["heavy"]
     assert [r[0][0] for r in got["top"]] == list(TINY_CHARS[:4])
+
+
+def test_cli_on_an_lmdb_in_process_imports_no_torch(exported: Path, pngs, tmp_path: Path) -> None:
+    """An LMDB is read through LmdbDataset, as training reads it, without torch (`--workers 0`);
+    its labels are scored."""
+    from hccr.bundle import load_bundle_info
+    from hccr.lmdb_format import LmdbWriter
+    from hccr.preprocess import preprocess
+
+    info = load_bundle_info(exported)
+    db = tmp_path / "mine.lmdb"
+    with LmdbWriter(db) as writer:
+        for label, path in enumerate(pngs):
+            writer.add(preprocess(Image.open(path), info.norm), label)
+        chars = list(TINY_CHARS[: len(pngs)])
+        writer.finish({"charset": chars, "num_classes": len(chars),
+                       "image_size": info.norm.size, "norm": info.norm.to_dict(),
+                       "sources": {"pngs": len(chars)}})  # fmt: skip
+    proc = _python(_CLI, "--model", str(exported), "--workers", "0", str(db))
+    assert proc.returncode == 0, proc.stderr
+    assert _heavy(proc.stderr) == []
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["label"] for r in rows] == chars
+    assert [r["top"][0]["char"] for r in rows] == chars

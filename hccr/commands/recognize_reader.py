@@ -168,22 +168,19 @@ class RecognizeReader:
                 return
 
     def _iter_lmdb(self, path: Path) -> Iterator:
-        # The format module, not LmdbDataset: that one carries training augmentation (torchvision,
-        # seconds to import in every worker) and recognition needs none of it.
+        # LmdbDataset, as training reads it: numpy samples, no torch (`read`), no augmentation
         import struct
 
         import lmdb
 
-        from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
-        from hccr.preprocess import EmptyImageError, NormConfig, normalize
+        from hccr.dataset import LmdbDataset
+        from hccr.preprocess import EmptyImageError, normalize
 
         try:
-            env = open_lmdb(path)  # once per worker: open_lmdb resolves and stats the path
-            meta = read_meta(path)
-            count = int(meta["num_samples"])
-            size = int(meta["image_size"])
-            renormalize = NormConfig.from_dict(meta["norm"]) != self.norm
-            chars = list(meta["charset"])
+            dataset = LmdbDataset(path)
+            dataset.env  # noqa: B018 (opened and checked now: a damaged LMDB is one error line)
+            renormalize = dataset.norm != self.norm
+            chars = dataset.charset.chars
         except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
             message = str(e) if str(e).startswith(str(path)) else f"{path}: cannot open LMDB: {e}"
             yield lambda: _item(path, None, None, error=message)
@@ -191,21 +188,18 @@ class RecognizeReader:
 
         def sample(i: int) -> dict:
             try:
-                with env.begin(buffers=True) as txn:
-                    value = txn.get(sample_key(i))
-                    if value is None:
-                        raise KeyError(f"sample {i} is missing")
-                    image, label, _ = decode_sample(bytes(value), size)
+                image, label, _ = dataset.read(i)
                 if renormalize:  # packed with another NormConfig than the model's
                     image = normalize(image, self.norm)
                 label_char = chars[label] if 0 <= label < len(chars) else None
             except EmptyImageError:
                 return _item(path, i, None, error=f"{path}: sample {i}: empty image")
             except (ValueError, OSError, KeyError, lmdb.Error, struct.error) as e:
-                return _item(path, i, None, error=f"{path}: sample {i}: {e}")
+                message = str(e) if str(e).startswith(str(path)) else f"{path}: sample {i}: {e}"
+                return _item(path, i, None, error=message)
             return _item(path, i, label_char, image=image.copy()[None])
 
-        for i in range(count):
+        for i in range(len(dataset)):
             yield lambda i=i: sample(i)
 
 
