@@ -130,7 +130,7 @@ def _scribbles(n: int, seed: int) -> list[np.ndarray]:
 def test_resampling_matches_opencv_warp_affine():
     # The compiled resampler stands in for cv2.warpAffine(INTER_LINEAR, zero border): at most
     # one grey level apart, and that on about 1 pixel in 100,000.
-    from hccr.preprocess import _warp_scaled
+    from hccr.norm_kernels import warp_scaled
 
     rng = np.random.default_rng(0)
     differing = total = 0
@@ -140,7 +140,7 @@ def test_resampling_matches_opencv_warp_affine():
             sy = sx * rng.uniform(0.8, 1.25)
             m = np.array([[sx, 0, rng.uniform(-30, 30)], [0, sy, rng.uniform(-30, 30)]], np.float32)
             want = cv2.warpAffine(ink, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
-            got = _warp_scaled(ink, m[0, 0], m[0, 2], m[1, 1], m[1, 2], size)
+            got = warp_scaled(ink, m[0, 0], m[0, 2], m[1, 1], m[1, 2], size)
             diff = np.abs(want.astype(int) - got)
             assert diff.max() <= 1
             differing += int((diff > 0).sum())
@@ -149,10 +149,10 @@ def test_resampling_matches_opencv_warp_affine():
 
 
 def test_box_and_moments_equal_opencv():
-    from hccr.preprocess import _ink_box_moments
+    from hccr.norm_kernels import ink_box_moments
 
     for ink in [*_scribbles(200, seed=2), np.zeros((5, 7), np.uint8)]:
-        x0, y0, w, h, *sums = _ink_box_moments(ink, 24)
+        x0, y0, w, h, *sums = ink_box_moments(ink, 24)
         assert (x0, y0, w, h) == cv2.boundingRect((ink >= 24).view(np.uint8))
         if w:
             m = cv2.moments(ink[y0 : y0 + h, x0 : x0 + w], binaryImage=False)
@@ -160,7 +160,7 @@ def test_box_and_moments_equal_opencv():
 
 
 def test_grey_stretch_maps_the_ink_90th_percentile_to_white():
-    from hccr.preprocess import _STRETCH_LUTS, _stretch_inplace
+    from hccr.norm_kernels import STRETCH_LUTS, stretch_inplace
 
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -169,9 +169,9 @@ def test_grey_stretch_maps_the_ink_90th_percentile_to_white():
         # the smallest level with at least 90% of the ink pixels at or below it
         want = int(ink[max(0, int(np.ceil(0.9 * len(ink))) - 1)]) if len(ink) else 12
         out = image.copy()
-        assert _stretch_inplace(out, 12, 0.9, _STRETCH_LUTS) == want
+        assert stretch_inplace(out, 12, 0.9, STRETCH_LUTS) == want
         if want < 250:
-            assert out.max() == 255 and np.array_equal(out, _STRETCH_LUTS[want][image])
+            assert out.max() == 255 and np.array_equal(out, STRETCH_LUTS[want][image])
         else:
             assert np.array_equal(out, image)
 
