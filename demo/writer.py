@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from demo.recognition import DrawingError, parse_strokes, strokes_image
-from hccr.adapt import Adapter, ProfileError, WriterProfile
+from hccr.adapt import Adapter, ProfileError, StmConfig, WriterProfile
 from hccr.charset import CharsetError
 from hccr.recognizer import Recognizer
 
@@ -141,7 +141,7 @@ class WriterSessions:
         """
         profile = self.profile(session, rec)
         if profile is None:
-            need = Adapter(rec).cfg.min_samples
+            need = StmConfig().min_samples
             raise DrawingError(f"no profile yet: pick at least {need} characters first")
         return profile.to_bytes()
 
@@ -171,7 +171,7 @@ class WriterSessions:
 
 def adaptation_status(state: WriterState | None, rec: Recognizer) -> dict[str, Any]:
     """What the panel shows about the session's adaptation."""
-    need = state.adapter.cfg.min_samples if state is not None else Adapter(rec).cfg.min_samples
+    need = state.adapter.cfg.min_samples if state is not None else StmConfig().min_samples
     picks = state.picks if state is not None else 0
     profile = state.profile if state is not None else None
     if profile is not None:
