@@ -36,7 +36,7 @@ from demo.recognition import (
     reply,
     upload_folder,
 )
-from demo.writer import WriterSessions, writer_functions
+from demo.writer import PageWriters, writer_functions
 from hccr.recognizer import Recognizer
 
 __all__ = ["BRUSH_RADIUS", "CANVAS_SIDE", "build_demo", "launch", "serve"]
@@ -117,7 +117,7 @@ def build_demo(
         warning: shown in a banner above the panel (e.g. "untrained placeholder model").
     """
     pool = RecognizerPool(recognizer, bundles)
-    writers = WriterSessions()
+    writers = PageWriters()
 
     def recognize_strokes_request(request: Any) -> dict[str, Any]:
         """One pen-up: {"seq", "strokes": [[x0, y0, ...], ...], "model", "session"} ->

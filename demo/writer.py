@@ -8,8 +8,8 @@ another charset is refused with the library's one-line message.
 
 All of it lives in memory, per model, keyed by a random id the page makes when it loads (the
 panel's server functions are not told Gradio's session): dropped when the page is closed (the
-panel says so as it goes), after `SESSION_IDLE_S` without a request, or when it is the least
-recently used of more than `MAX_SESSIONS`. Nothing is written to disk. Without a profile,
+panel says so as it goes), after `PAGE_IDLE_S` without a request, or when it is the least
+recently used of more than `MAX_PAGES`. Nothing is written to disk. Without a profile,
 recognition takes exactly the path it takes without this module.
 """
 
@@ -33,9 +33,9 @@ from hccr.charset import CharsetError
 from hccr.recognizer import Recognizer
 
 # A profile holds a (d, d) map plus, once applied, the folded classifier (num_classes x d
-# floats: ~2 MB for GB2312 level 1 at d = 128); sessions past this many are dropped, oldest first.
-MAX_SESSIONS = 128
-SESSION_IDLE_S = 3600.0  # an open page that sends nothing for an hour starts again
+# floats: ~2 MB for GB2312 level 1 at d = 128); pages past this many are dropped, oldest first.
+MAX_PAGES = 128
+PAGE_IDLE_S = 3600.0  # an open page that sends nothing for an hour starts again
 SESSION_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
 # A profile is a d x d float32 map plus metadata: 66 kB at d = 128; 1 MB allows d = 512.
 MAX_PROFILE_BYTES = 1024 * 1024
@@ -61,34 +61,34 @@ class WriterState:
         return max(candidates, key=lambda p: p.num_samples) if candidates else None
 
 
-class WriterSessions:
+class PageWriters:
     """Per-session, per-model writer adaptation state, in memory only."""
 
-    def __init__(self, max_sessions: int = MAX_SESSIONS, idle_s: float = SESSION_IDLE_S) -> None:
-        self.max_sessions = max_sessions
+    def __init__(self, max_pages: int = MAX_PAGES, idle_s: float = PAGE_IDLE_S) -> None:
+        self.max_pages = max_pages
         self.idle_s = idle_s
         # session -> (last use, model name -> state), least recently used first
-        self._sessions: OrderedDict[str, tuple[float, dict[str, WriterState]]] = OrderedDict()
+        self._pages: OrderedDict[str, tuple[float, dict[str, WriterState]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._pages)
 
     def get(self, session: str, rec: Recognizer, create: bool = True) -> WriterState | None:
         """The state of `session` for `rec` (made on first use when `create`)."""
         now = time.monotonic()
         with self._lock:
-            while self._sessions:  # the idle ones go first (they are at the front)
-                oldest, (used, _) = next(iter(self._sessions.items()))
+            while self._pages:  # the idle ones go first (they are at the front)
+                oldest, (used, _) = next(iter(self._pages.items()))
                 if now - used <= self.idle_s:
                     break
-                del self._sessions[oldest]
-            _, models = self._sessions.pop(session, (now, {}))
+                del self._pages[oldest]
+            _, models = self._pages.pop(session, (now, {}))
             if not models and not create:
                 return None
-            self._sessions[session] = (now, models)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+            self._pages[session] = (now, models)
+            while len(self._pages) > self.max_pages:
+                self._pages.popitem(last=False)
             state = models.get(rec.name)
             if state is None and create:
                 state = models[rec.name] = WriterState(Adapter(rec))
@@ -131,7 +131,7 @@ class WriterSessions:
     def drop(self, session: str) -> None:
         """Forgets everything of a session (its page was closed)."""
         with self._lock:
-            self._sessions.pop(session, None)
+            self._pages.pop(session, None)
 
     def download(self, session: str, rec: Recognizer) -> bytes:
         """The profile in use, as a file's bytes.
@@ -214,7 +214,7 @@ def session_id(request: dict[str, Any]) -> str:
 
 
 def writer_functions(
-    writers: WriterSessions, recognizer: Callable[[str | None], Recognizer]
+    writers: PageWriters, recognizer: Callable[[str | None], Recognizer]
 ) -> list[Callable[[Any], dict[str, Any]]]:
     """The panel's server functions for adaptation; each takes {"session", "model", ...} and
     answers {"adapt": adaptation_status(...)} or {"error": message}.

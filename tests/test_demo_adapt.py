@@ -1,7 +1,7 @@
 """Writer adaptation in the demo (demo/writer.py): picks teach each page its writer's hand.
 
 Driven over HTTP as the panel drives it (Gradio's /component_server, one call per pick), with
-two page sessions side by side; the fixtures are made here, no real data.
+two pages side by side; the fixtures are made here, no real data.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tiny_bundle import TINY_CHARS, char_strokes
 
 from demo.panel import PANEL_ID
 from demo.recognition import CANVAS_SIDE, strokes_image
-from demo.writer import MAX_SESSIONS, WriterSessions
+from demo.writer import MAX_PAGES, PageWriters
 from hccr.adapt import Adapter, StmConfig, WriterProfile, charset_sha256
 from hccr.recognizer import Recognizer
 
@@ -188,11 +188,11 @@ def test_bad_requests_are_refused(served_demo) -> None:
     assert page.call("adapt_status")["adapt"]["picks"] == 0
 
 
-def test_sessions_are_dropped_when_closed_idle_or_too_many(tiny_recognizer) -> None:
+def test_pages_are_dropped_when_closed_idle_or_too_many(tiny_recognizer) -> None:
     rec = tiny_recognizer
     ink = np.zeros((rec.norm.size, rec.norm.size), np.uint8)
     ink[8:24, 15:17] = 255
-    writers = WriterSessions(max_sessions=3, idle_s=3600)
+    writers = PageWriters(max_pages=3, idle_s=3600)
     for s in "abcd":
         writers.pick(s * 8, rec, ink, "十")
     assert len(writers) == 3 and writers.get("a" * 8, rec, create=False) is None
@@ -200,7 +200,7 @@ def test_sessions_are_dropped_when_closed_idle_or_too_many(tiny_recognizer) -> N
     assert len(writers) == 2 and writers.get("b" * 8, rec, create=False) is None
     writers.idle_s = 0.0
     assert writers.get("c" * 8, rec, create=False) is None and len(writers) == 0
-    assert MAX_SESSIONS >= 16
+    assert MAX_PAGES >= 16
 
 
 def test_nothing_is_written_to_disk(served_demo, tmp_path: Path) -> None:
