@@ -292,6 +292,10 @@ $("hccr-profile-upload").addEventListener("click", () => profileFile.click());
 profileFile.addEventListener("change", uploadProfile);
 // the page is going: the server forgets its writer now rather than after an idle hour
 window.addEventListener("pagehide", () => server.end_session({ session: SESSION, model: model() }));
+// back from the browser's page cache: the server has forgotten it, and the panel says so
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) refreshAdapt();
+});
 if (modelSelect) {
   modelSelect.addEventListener("change", () => {
     changed();
