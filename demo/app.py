@@ -36,6 +36,7 @@ from demo.recognition import (
     reply,
     upload_folder,
 )
+from demo.writer import PageWriters, writer_functions
 from hccr.recognizer import Recognizer
 
 __all__ = ["BRUSH_RADIUS", "CANVAS_SIDE", "build_demo", "launch", "serve"]
@@ -116,16 +117,21 @@ def build_demo(
         warning: shown in a banner above the panel (e.g. "untrained placeholder model").
     """
     pool = RecognizerPool(recognizer, bundles)
+    writers = PageWriters()
 
     def recognize_strokes_request(request: Any) -> dict[str, Any]:
-        """One pen-up: {"seq", "strokes": [[x0, y0, ...], ...], "model"} -> candidates as JSON."""
+        """One pen-up: {"seq", "strokes": [[x0, y0, ...], ...], "model", "session"} ->
+        candidates as JSON, with the session's writer profile if it has one."""
         start = time.perf_counter()
         seq = request.get("seq") if isinstance(request, dict) else None
         try:
             if not isinstance(request, dict):
                 raise DrawingError("expected {seq, strokes, model}")
             rec = pool.get(request.get("model"))
-            out = reply(recognize_strokes(rec, request.get("strokes")), rec, seq=seq)
+            sid = request.get("session")
+            profile = writers.profile(sid, rec) if isinstance(sid, str) else None
+            result = recognize_strokes(rec, request.get("strokes"), profile)
+            out = reply(result, rec, seq=seq, adapted=profile is not None)
         except DrawingError as e:
             return {"seq": seq, "error": str(e)}
         out["timing"]["server_ms"] = round((time.perf_counter() - start) * 1000, 3)
@@ -159,7 +165,7 @@ def build_demo(
                 'border:1px solid #ffda6a;border-radius:6px;padding:10px 14px;font-weight:600">'
                 f"&#9888; {html.escape(warning)}</div>"
             )
-        build_panel(pool.names, recognize_strokes_request)
+        build_panel(pool.names, [recognize_strokes_request, *writer_functions(writers, pool.get)])
         # The image API (gradio_client): hidden from the page.
         with gr.Row(visible=False):
             image = gr.Image(type="filepath", image_mode=None, label="Image", elem_id="hccr-image")

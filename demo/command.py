@@ -11,6 +11,7 @@ until one ships, an untrained placeholder (the page says so).
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # One thread for numpy's BLAS, read when numpy loads (not yet: imported below): the demo
+    # answers each request on one thread, and a page's profile refit (a 128 x 128 solve) took
+    # ~200 ms with OpenBLAS's threads on a busy 2-core machine, 0.4 ms on one.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from demo.recognition import upload_folder
 
     # Gradio's files (uploads, its cache) go to the demo's own temporary folder, removed when

@@ -2,7 +2,9 @@
 // the Python functions given as server_functions). The sheet keeps the strokes as point lists
 // in a fixed 400 x 400 coordinate system and draws them; each pen-up sends the strokes of the
 // character (one small JSON request), and a reply for an older drawing than the one on the
-// sheet is dropped. Timings of every request go to window.hccrTimings (bench/demo_latency.py).
+// sheet is dropped. Every pick is also sent, with its strokes, as a labelled sample of this
+// page's writer (demo/writer.py), under a random id made here: the server adapts the model to
+// this page once it has enough, and forgets it when the page is closed. Timings of every request go to window.hccrTimings (bench/demo_latency.py).
 const root = element.querySelector(".hccr-root");
 const SHEET = Number(root.dataset.sheet);
 const BRUSH = Number(root.dataset.brush);
@@ -17,11 +19,20 @@ const previewImg = $("hccr-preview-img");
 const pickClears = $("hccr-pick-clears");
 const modelSelect = $("hccr-model");
 const timings = (window.hccrTimings = window.hccrTimings || []);
+const adaptStatus = $("hccr-adapt-status");
+const downloadBtn = $("hccr-profile-download");
+const profileFile = $("hccr-profile-file");
+// this page's writer: random, and made with getRandomValues, which (unlike randomUUID) plain
+// http on a LAN address allows
+const SESSION = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) =>
+  b.toString(16).padStart(2, "0"),
+).join("");
 
 let strokes = []; // finished strokes of the character on the sheet: [x0, y0, x1, y1, ...]
 let current = null; // the stroke being drawn
 let pointer = null; // the pointer drawing it (a second finger is ignored)
 let seq = 0; // bumped by every change of the drawing; replies carry it back
+let learned = -1; // the drawing (seq) last sent as a sample: picking twice teaches it once
 
 function setStatus(msg) {
   status.textContent = msg;
@@ -122,7 +133,7 @@ function changed(upTime) {
     return;
   }
   const t = { seq: mine, strokes: strokes.length, up: upTime ?? performance.now() };
-  const request = { seq: mine, strokes, model: modelSelect ? modelSelect.value : null };
+  const request = { seq: mine, strokes, model: model(), session: SESSION };
   t.send = performance.now();
   server.recognize_strokes(request).then((r) => {
     t.recv = performance.now();
@@ -190,9 +201,65 @@ function undoStroke() {
   changed();
 }
 
+function model() {
+  return modelSelect ? modelSelect.value : null;
+}
+
 function pick(ch) {
   text.value += ch;
+  if (strokes.length && learned !== seq) {
+    learned = seq;
+    const request = { session: SESSION, model: model(), strokes: strokes.slice(), char: ch };
+    server.pick(request).then(showAdapt);
+  }
   if (pickClears.checked) clearSheet();
+}
+
+// ----- adaptation to this writer ------------------------------------------------------------
+
+function showAdapt(r) {
+  if (!r || r.error) {
+    adaptStatus.textContent = r ? r.error : "The server did not answer.";
+    adaptStatus.classList.add("hccr-error");
+    return;
+  }
+  adaptStatus.classList.remove("hccr-error");
+  adaptStatus.textContent = r.adapt.text;
+  downloadBtn.disabled = !r.adapt.adapted;
+  root.dataset.adapted = String(r.adapt.characters);
+  root.dataset.picks = String(r.adapt.picks);
+}
+
+function refreshAdapt() {
+  server.adapt_status({ session: SESSION, model: model() }).then(showAdapt);
+}
+
+async function downloadProfile() {
+  const r = await server.profile_download({ session: SESSION, model: model() });
+  if (!r || r.error) return showAdapt(r);
+  const bytes = Uint8Array.from(atob(r.data), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = r.name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+async function uploadProfile() {
+  const file = profileFile.files[0];
+  profileFile.value = ""; // the same file again is a new choice
+  if (!file) return;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  const request = { session: SESSION, model: model(), name: file.name, data: btoa(bin) };
+  showAdapt(await server.profile_upload(request));
+  if (strokes.length) changed(); // the drawing on the sheet, recognised with the profile
 }
 
 async function copyText() {
@@ -214,7 +281,27 @@ $("hccr-backspace").addEventListener("click", () => {
 $("hccr-clear-text").addEventListener("click", () => {
   text.value = "";
 });
-if (modelSelect) modelSelect.addEventListener("change", () => changed());
+$("hccr-adapt-reset").addEventListener("click", () => {
+  server.adapt_reset({ session: SESSION, model: model() }).then((r) => {
+    showAdapt(r);
+    if (strokes.length) changed();
+  });
+});
+downloadBtn.addEventListener("click", downloadProfile);
+$("hccr-profile-upload").addEventListener("click", () => profileFile.click());
+profileFile.addEventListener("change", uploadProfile);
+// the page is going: the server forgets its writer now rather than after an idle hour
+window.addEventListener("pagehide", () => server.end_session({ session: SESSION, model: model() }));
+// back from the browser's page cache: the server has forgotten it, and the panel says so
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) refreshAdapt();
+});
+if (modelSelect) {
+  modelSelect.addEventListener("change", () => {
+    changed();
+    refreshAdapt();
+  });
+}
 
 document.addEventListener("keydown", (e) => {
   const typing = e.target instanceof HTMLElement && e.target.closest("textarea, input, select");
@@ -232,4 +319,5 @@ document.addEventListener("keydown", (e) => {
 
 fitCanvas();
 setStatus(EMPTY_STATUS);
+refreshAdapt();
 root.dataset.ready = "1";

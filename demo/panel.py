@@ -61,17 +61,28 @@ def panel_html(model_names: Sequence[str]) -> str:
       <figcaption>what the model sees</figcaption>
     </figure>
     {picker}
+    <div class="hccr-adapt" role="group" aria-label="Adaptation to your hand">
+      <div id="hccr-adapt-status" class="hccr-status" role="status" aria-live="polite"></div>
+      <div class="hccr-textbar">
+        <button type="button" id="hccr-adapt-reset"
+                title="Forget the picks and the profile of this page">Reset adaptation</button>
+        <button type="button" id="hccr-profile-download" disabled>Download profile</button>
+        <button type="button" id="hccr-profile-upload">Upload profile</button>
+        <input type="file" id="hccr-profile-file" accept=".profile,.npz" hidden>
+      </div>
+    </div>
   </div>
 </div>"""
 
 
-def build_panel(model_names: Sequence[str], recognize_strokes: Callable) -> gr.HTML:
-    """The panel component; `recognize_strokes(request: dict) -> dict` answers each pen-up."""
+def build_panel(model_names: Sequence[str], server_functions: Sequence[Callable]) -> gr.HTML:
+    """The panel component; `server_functions` (request dict -> dict) are called by name from
+    panel.js: `recognize_strokes` answers each pen-up, the rest are `demo.writer`'s."""
     return gr.HTML(
         panel_html(model_names),
         css_template=(_HERE / "panel.css").read_text(encoding="utf-8"),
         js_on_load=(_HERE / "panel.js").read_text(encoding="utf-8"),
-        server_functions=[recognize_strokes],
+        server_functions=list(server_functions),
         apply_default_css=False,
         elem_id=PANEL_ID,
     )

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from data_tools.render import render_canvas
+from hccr.adapt import WriterProfile
 from hccr.preprocess import EmptyImageError
 from hccr.recognizer import Candidate, Recognizer
 
@@ -73,8 +74,11 @@ class Result:
 _slots = threading.BoundedSemaphore(RECOGNITION_SLOTS)
 
 
-def recognize_image(recognizer: Recognizer, image: Image.Image | np.ndarray) -> Result:
-    """Candidates for one image (an empty one gives none), waiting for a free slot first."""
+def recognize_image(
+    recognizer: Recognizer, image: Image.Image | np.ndarray, profile: WriterProfile | None = None
+) -> Result:
+    """Candidates for one image (an empty one gives none), waiting for a free slot first;
+    `profile`: a writer profile for this call (`demo/writer.py`)."""
     start = time.perf_counter()
     with _slots:
         began = time.perf_counter()
@@ -82,7 +86,11 @@ def recognize_image(recognizer: Recognizer, image: Image.Image | np.ndarray) -> 
             prepared = recognizer.prepare(image)
         except EmptyImageError:
             prepared = None
-        top = [] if prepared is None else recognizer.recognize_prepared(prepared[None], TOPK)[0]
+        top = (
+            []
+            if prepared is None
+            else recognizer.recognize_prepared(prepared[None], TOPK, profile)[0]
+        )
         done = time.perf_counter()
     return Result(top, prepared, (began - start) * 1000, (done - began) * 1000)
 
@@ -120,8 +128,10 @@ def strokes_image(strokes: Sequence[np.ndarray]) -> np.ndarray:
     return rgba
 
 
-def recognize_strokes(recognizer: Recognizer, strokes: Any) -> Result:
-    """The panel's strokes -> candidates (none for an empty sheet).
+def recognize_strokes(
+    recognizer: Recognizer, strokes: Any, profile: WriterProfile | None = None
+) -> Result:
+    """The panel's strokes -> candidates (none for an empty sheet), with `profile` if given.
 
     Raises:
         DrawingError: malformed or oversized strokes.
@@ -129,7 +139,7 @@ def recognize_strokes(recognizer: Recognizer, strokes: Any) -> Result:
     parsed = parse_strokes(strokes)
     if not parsed:
         return Result([], None)
-    return recognize_image(recognizer, strokes_image(parsed))
+    return recognize_image(recognizer, strokes_image(parsed), profile)
 
 
 def load_upload(path: str | Path) -> Image.Image:

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from tiny_bundle import char_strokes, jitter_strokes
 
+from hccr.adapt import WriterProfile
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -226,6 +228,29 @@ def test_desktop_writes_characters_in_sequence(browser, served_demo, tmp_path: P
     # 5. the text is copied in one click
     page.locator("#hccr-copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == written
+
+    # issue 23: the 5 picks so far taught the page; 5 more adapt it, and it says so
+    adapt = page.locator("#hccr-adapt-status")
+    page.wait_for_function("() => document.querySelector('.hccr-root').dataset.picks === '5'")
+    assert "5 of 10" in adapt.inner_text()
+    assert page.locator("#hccr-profile-download").is_disabled()
+    for i, ch in enumerate("口日山水大"):
+        draw_mouse(page, ch, seed=30 + i)
+        settle(page)
+        page.locator("#hccr-candidates button").first.click()
+    page.wait_for_function("() => document.querySelector('.hccr-root').dataset.adapted === '10'")
+    assert adapt.inner_text() == "Adapted to your hand: 10 characters."
+    with page.expect_download() as download:
+        page.locator("#hccr-profile-download").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert WriterProfile.from_bytes(saved.read_bytes(), str(saved)).num_samples == 10
+    page.locator("#hccr-adapt-reset").click()
+    page.wait_for_function("() => document.querySelector('.hccr-root').dataset.adapted === '0'")
+    assert page.locator("#hccr-profile-download").is_disabled()
+    page.locator("#hccr-profile-file").set_input_files(str(saved))
+    page.wait_for_function("() => document.querySelector('.hccr-root').dataset.adapted === '10'")
+    assert "(uploaded profile)" in adapt.inner_text()
     context.close()
 
 
