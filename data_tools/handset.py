@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_tools.styles import StrokeTemplate, _smooth, join_strokes
+from data_tools.styles import StrokeTemplate, _smooth, join_strokes, place_strokes
 
 
 def perturb_strokes(
@@ -47,15 +47,7 @@ def perturb_strokes(
         ],
         axis=1,
     )[sid]  # (M, 10)
-    keep = (t >= per[:, 0]) & (t <= per[:, 1])
-    q = template.points - template.point_centres
-    c, sn = per[:, 2], per[:, 3]
-    p = np.stack([c * q[:, 0] - sn * q[:, 1], sn * q[:, 0] + c * q[:, 1]], 1)
-    p += (
-        template.point_centres
-        + per[:, 4:6]
-        + (per[:, 6] * template.bow)[:, None] * template.point_normals
-    )
+    keep, p = place_strokes(template, per, t)
     # component misplacement: strokes after a split point (often the next component, as
     # components are written one after another) move and scale together
     if n >= 3 and gu[1] < 0.6:

@@ -100,6 +100,24 @@ def _bridges(a: np.ndarray, b: np.ndarray, bend: np.ndarray) -> np.ndarray:
     return (1 - t) ** 2 * a[:, None] + 2 * (1 - t) * t * ctrl[:, None] + t**2 * b[:, None]
 
 
+def place_strokes(
+    template: StrokeTemplate, per: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point stroke parameters `per` (M, >= 7: keep-from, keep-to, cos, sin, shift x, shift
+    y, bow) -> the points kept (M,) bool and every point (M, 2) rotated about its stroke's
+    centre, shifted and bowed."""
+    keep = (t >= per[:, 0]) & (t <= per[:, 1])
+    q = template.points - template.point_centres
+    c, sn = per[:, 2], per[:, 3]
+    p = np.stack([c * q[:, 0] - sn * q[:, 1], sn * q[:, 0] + c * q[:, 1]], 1)
+    p += (
+        template.point_centres
+        + per[:, 4:6]
+        + (per[:, 6] * template.bow)[:, None] * template.point_normals
+    )
+    return keep, p
+
+
 def perturb_strokes(
     template: StrokeTemplate, rng: np.random.Generator
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -148,15 +166,7 @@ def perturb_strokes(
         ],
         axis=1,
     )[sid]  # (M, 10)
-    keep = (t >= per[:, 0]) & (t <= per[:, 1])
-    q = template.points - template.point_centres
-    c, sn = per[:, 2], per[:, 3]
-    p = np.stack([c * q[:, 0] - sn * q[:, 1], sn * q[:, 0] + c * q[:, 1]], 1)
-    p += (
-        template.point_centres
-        + per[:, 4:6]
-        + (per[:, 6] * template.bow)[:, None] * template.point_normals
-    )
+    keep, p = place_strokes(template, per, t)
     # components: the radical (radStrokes) moved and resized against the rest; without radical
     # data, the strokes after a split point (often the next component) move together
     moved = None
