@@ -430,7 +430,8 @@ def run_peers(
 # ----- report ---------------------------------------------------------------------------------
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (bench/light_recognize.py prints it too)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -597,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
     ppocr = peers.get("rapidocr", {})
     ppocr_ms = ppocr.get("ms_per_char")
-    print(f"batch 1, 1 thread; {os.cpu_count()} CPUs ({_cpu_name()})")
+    print(f"batch 1, 1 thread; {os.cpu_count()} CPUs ({cpu_name()})")
     print_table(rows, ppocr_ms)
     if ppocr_ms is not None:
         for r in rows[: len(models)]:
@@ -620,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
                     "models": rows[: len(models)],
                     "peers": peers,
                     "cpus": os.cpu_count(),
-                    "cpu": _cpu_name(),
+                    "cpu": cpu_name(),
                 },
                 ensure_ascii=False,
                 indent=2,

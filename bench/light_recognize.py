@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from drawn_input import cpu_name  # bench/ is on sys.path as the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,16 +89,6 @@ def _run_once(tree: Path, code: str, args: list[str]) -> tuple[float, int, bool,
     return seconds, usage.ru_maxrss, "TORCH True" in stderr, (stdout.splitlines() or [""])[0]
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, default=None,
@@ -120,7 +111,7 @@ def main() -> None:
             for way, backend, code, cargs in cases:
                 _run_once(tree, code, cargs)  # warm the page cache and numba's cache
                 rows.append((label, way, backend, _measure(tree, code, cargs, args.repeat)))
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
           f"median of {args.repeat} fresh processes")  # fmt: skip
     print("| tree | way in | --backend | torch imported | seconds | peak RSS MB |")
     print("| --- | --- | --- | --- | ---: | ---: |")
