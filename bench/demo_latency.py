@@ -66,6 +66,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_demo(proc: subprocess.Popen) -> None:
+    """SIGTERM (the demo removes its temporary folder), then SIGKILL after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     """Waits until the demo answers on `url` (bench/demo_load.py uses it too)."""
     deadline = time.monotonic() + timeout
@@ -325,11 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                     screenshots(browser, url, args.screenshots)
                 browser.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_demo(proc)
 
     strokes = run["strokes"]
     what = f"git revision {args.app_rev}" if args.app_rev else "this checkout"

@@ -27,7 +27,11 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from demo_latency import free_port, wait_ready  # bench/ is on sys.path as the script's folder
+from demo_latency import (  # bench/ is on sys.path as the script's folder
+    free_port,
+    stop_demo,
+    wait_ready,
+)
 
 CHARS = "永一十人口日月山水火大中国我你好学生天"
 
@@ -148,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 t.join()
             wall = time.perf_counter() - start
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_demo(proc)
 
     total = args.clients * args.requests
     print(f"model: {model_name or args.model or 'default'}; {os.cpu_count()} CPUs; "
