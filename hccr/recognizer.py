@@ -323,9 +323,8 @@ class Recognizer:
             return self._feature_runner
 
     def _make_features_runner(self) -> Any:
-        torch_runner = feature_runner(self.model)
         if self._export is None:
-            return torch_runner
+            return feature_runner(self.model)
         from hccr.export import onnx_feature_graph
 
         try:
@@ -337,7 +336,7 @@ class Recognizer:
             why = "its graph does not end in a linear classifier" if graph is None else graph
             note = f"{self._export}: {why}; a writer profile runs the float model"
             warnings.warn(note, stacklevel=3)
-            return torch_runner
+            return feature_runner(self.model)
         return runner
 
     @property
