@@ -4,8 +4,8 @@ Each architecture is built at `--num-classes`, randomly initialised, and timed o
 (forward, cross-entropy, backward, optimizer step) on random 64x64 batches: in the default NCHW
 layout, with model and input in channels-last, which is what `hccr train` and `hccr distill` use
 (`--channels-last`, on by default), and channels-last under bf16 autocast, which they use where
-`hccr.device.bf16_autocast_pays` (`--amp`, on by default; on a CPU only with AMX bf16 units;
-`--force-bf16` times it on any CPU). Prints images/s per setting and the ratios. The data
+`hccr.device.bf16_autocast_pays` (`--amp`, on by default; on a CPU only with bf16 arithmetic,
+AMX or AVX512-BF16; `--force-bf16` times it on any CPU). Prints images/s per setting and the ratios. The data
 pipeline is left out: this isolates the network's cost.
 
   python bench/train_step.py                                  # the table in BENCHMARKS.md

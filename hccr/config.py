@@ -119,7 +119,7 @@ class TrainConfig:
     amp: bool = field(
         default=True,
         metadata={
-            "help": "bf16 autocast in training steps, on CUDA and on CPUs with AMX bf16 units "
+            "help": "bf16 autocast in training steps, on CUDA and on CPUs with bf16 arithmetic (AMX, AVX512-BF16) "
             "(bench/train_step.py); validation on a CPU stays float32"
         },
     )

@@ -77,11 +77,12 @@ def test_few_steps_lower_the_loss(dbs: tuple[Path, Path]) -> None:
     ("amp", "flags", "expected"),
     [
         (True, "fpu avx512f amx_tile amx_bf16", True),  # AMX: bf16 units, autocast pays
-        (True, "fpu avx2 avx512f avx512_bf16", False),  # no AMX: float32
+        (True, "fpu avx2 avx512f avx512_bf16", True),  # AVX512-BF16: bf16 arithmetic too
+        (True, "fpu avx2 avx512f avx512_vnni", False),  # no bf16 arithmetic: float32
         (False, "fpu avx512f amx_tile amx_bf16", False),  # --no-amp
     ],
 )
-def test_cpu_training_steps_run_bf16_only_where_the_cpu_has_amx(
+def test_cpu_training_steps_run_bf16_only_where_the_cpu_has_bf16_arithmetic(
     dbs: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
     amp: bool,
