@@ -14,8 +14,10 @@ from typing import Any
 
 from torch import nn
 
+from hccr.bundle import load_bundle, load_bundle_info, resolve_model
 from hccr.config import TrainConfig
 from hccr.distill.objectives import DistillConfig, build_objective
+from hccr.distill.teacher_check import check_is_teacher, check_teacher_fits
 from hccr.fit import fit
 from hccr.run_folder import RunSpec
 from hccr.train import build_model, load_datasets, load_matching_bundle, prepare, run_record
@@ -45,10 +47,18 @@ def run_distill(
     train_set, val_set = load_datasets(cfg)
     charset = train_set.charset
     n = len(charset)
-    student, arch, start = build_model(cfg, train_set, out if resume else None)
+    if dcfg.kd_mode != "mutual" and not teacher:
+        raise ValueError(f"--teacher is required for --kd-mode {dcfg.kd_mode}")
+    student, arch, start = build_model(cfg, train_set, out if resume else None)  # checks --init
+    teacher_info = None
+    if dcfg.kd_mode != "mutual":
+        # bundle.json only: a teacher that does not fit fails before its weights are read
+        init_info = load_bundle_info(resolve_model(cfg.init)) if cfg.init and not resume else None
+        teacher_info = load_bundle_info(resolve_model(teacher))
+        check_teacher_fits(teacher_info, cfg.data, charset, train_set.norm, init_info)
     more: dict[str, Any] = {"distill": asdict(dcfg), **start}
     other: nn.Module
-    if dcfg.kd_mode == "mutual":
+    if teacher_info is None:
         bundle = load_matching_bundle(teacher, train_set, cfg.data) if teacher else None
         peer_arch = peer_arch or (bundle.arch if bundle else "teacher_cnn")
         kwargs = dict(peer_kwargs or (bundle.kwargs if bundle and bundle.arch == peer_arch else {}))
@@ -57,12 +67,14 @@ def run_distill(
         peer_kwargs = model_kwargs(other)
         more.update(peer_arch=peer_arch, peer_kwargs=peer_kwargs)
     else:
-        if not teacher:
-            raise ValueError(f"--teacher is required for --kd-mode {dcfg.kd_mode}")
-        bundle = load_matching_bundle(teacher, train_set, cfg.data)
+        bundle = load_bundle(teacher_info.path)
         other = bundle.model
+        cost = check_is_teacher(bundle.path, other, student, train_set.image_size)
         more.update(
-            teacher=str(bundle.path), teacher_arch=bundle.arch, teacher_metrics=bundle.metrics
+            teacher=str(bundle.path),
+            teacher_arch=bundle.arch,
+            teacher_metrics=bundle.metrics,
+            **cost,
         )
     objective = build_objective(
         dcfg,
