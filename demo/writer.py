@@ -37,7 +37,8 @@ from hccr.recognizer import Recognizer
 MAX_PAGES = 128
 PAGE_IDLE_S = 3600.0  # an open page that sends nothing for an hour starts again
 SESSION_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
-# A profile is a d x d float32 map plus metadata: 66 kB at d = 128; 1 MB allows d = 512.
+# A profile is a d x d float32 map plus metadata: 66 kB at d = 128; 1 MB allows d = 512. A model
+# with a wider feature layer (the teacher's 1024-d FC: 4 MB) accepts twice its own map's bytes.
 MAX_PROFILE_BYTES = 1024 * 1024
 
 
@@ -151,10 +152,10 @@ class PageWriters:
         Raises:
             DrawingError: too large, not a profile, or made for other weights or charset.
         """
-        if len(data) > MAX_PROFILE_BYTES:
+        limit = max_profile_bytes(rec)
+        if len(data) > limit:
             raise DrawingError(
-                f"{name}: {len(data):,} bytes; profiles up to {MAX_PROFILE_BYTES:,} bytes "
-                "are accepted"
+                f"{name}: {len(data):,} bytes; profiles up to {limit:,} bytes are accepted"
             )
         try:
             profile = rec.load_profile(WriterProfile.from_bytes(data, name))
@@ -185,16 +186,22 @@ def adaptation_status(state: WriterState | None, rec: Recognizer) -> dict[str, A
             "picks": picks, "text": text}  # fmt: skip
 
 
-def decode_upload(data: Any) -> bytes:
-    """A profile sent by the panel as base64 text.
+def max_profile_bytes(rec: Recognizer) -> int:
+    """The largest profile file `rec` accepts: MAX_PROFILE_BYTES, or twice its own d x d map."""
+    d = rec.feat_dim
+    return max(MAX_PROFILE_BYTES, 2 * 4 * (d * d + d))
+
+
+def decode_upload(data: Any, limit: int = MAX_PROFILE_BYTES) -> bytes:
+    """A profile sent by the panel as base64 text, of at most `limit` bytes once decoded.
 
     Raises:
-        DrawingError: not base64 text.
+        DrawingError: not base64 text, or too long.
     """
     if not isinstance(data, str):
         raise DrawingError("expected the profile as base64 text")
-    if len(data) > MAX_PROFILE_BYTES * 4 // 3 + 4:
-        raise DrawingError(f"profiles up to {MAX_PROFILE_BYTES:,} bytes are accepted")
+    if len(data) > limit * 4 // 3 + 4:
+        raise DrawingError(f"profiles up to {limit:,} bytes are accepted")
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
@@ -262,7 +269,8 @@ def writer_functions(
     def profile_upload(sid: str, rec: Recognizer, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("name")
         name = name if isinstance(name, str) and name else "uploaded profile"
-        state = writers.upload(sid, rec, decode_upload(request.get("data")), name[:200])
+        data = decode_upload(request.get("data"), max_profile_bytes(rec))
+        state = writers.upload(sid, rec, data, name[:200])
         return {"adapt": adaptation_status(state, rec)}
 
     def end_session(sid: str, rec: Recognizer, request: dict[str, Any]) -> dict[str, Any]:
