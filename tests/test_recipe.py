@@ -58,7 +58,7 @@ def toy_scale(argv: list[str]) -> list[str]:
     for i, word in enumerate(out[:-1]):
         if word in values:
             out[i + 1] = values[word]
-    if "--arch" in out and out[0] in ("train", "distill", "torchrun"):
+    if "--arch" in out and _verb(out) in ("train", "distill"):
         arch = out[out.index("--arch") + 1]
         out += ["--model-kwargs", json.dumps(TOY_KWARGS[arch]), *TOY_EXTRA]
     return out

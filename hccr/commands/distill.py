@@ -6,6 +6,10 @@
                    (--peer-arch, default teacher_cnn or the --teacher's arch) trained together
                    from scratch; the peer's bundle is written to RUN_DIR/peer
 
+A --teacher must fit the run (its charset and preprocessing those of --data and of an --init
+student bundle) and be a teacher (more FLOPs than the student, not the student's own network):
+otherwise one line naming it, before training starts and before RUN_DIR is written.
+
 Example:
   hccr distill --teacher runs/teacher --arch student_lw --data train.lmdb --val val.lmdb \\
       -o runs/student-kd --kd-mode logit --epochs 30
