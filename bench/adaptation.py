@@ -13,7 +13,9 @@ the bundle's ONNX export by default); "identity map" is the adapted path with A 
 export cut before its classifier, then the float classifier; an int8 export quantises its
 logits, which the float classifier does not); "adapted" is that path with the writer's profile
 (`Recognizer.probabilities(..., profile=)`). The error change is adapted vs identity map: what
-the map itself does. `--latency` times plain vs profile on the same machine, interleaved.
+the map itself does. `--latency` times plain vs a profile set for every call (folded into the
+export's classifier) vs a profile passed per call, on the same machine, interleaved, and the
+cost of applying a new profile either way.
 
   python bench/adaptation.py --model models/gb1-student \\
       --pot ../shared/data/olhwdb1.0-writer001.pot --offline ../shared/data/hwdb-onewriter101 \\
@@ -190,22 +192,51 @@ def _fmt(row: dict) -> str:
 
 
 def latency(rec: Recognizer, images: np.ndarray, profile, reps: int) -> list[dict]:
-    """Median ms per call, plain vs with the profile, interleaved so both see the same load."""
+    """Median ms per call: plain, the profile set for every call (`set_profile`: folded into a
+    copy of the export's classifier) and the profile passed per call (the demo's path: the
+    export cut before its classifier, then the folded classifier in torch), interleaved so all
+    three see the same load."""
+    adapted = Recognizer.from_bundle(rec.path, backend=rec.backend, num_threads=rec._num_threads)
+    adapted.set_profile(profile)
     out = []
     for batch in (1, 64):
         x = images[:batch]
-        rec.probabilities(x)
-        rec.probabilities(x, profile)
-        times: dict[str, list[float]] = {"plain": [], "profile": []}
+        calls = {"plain": lambda x=x: rec.probabilities(x),
+                 "set": lambda x=x: adapted.probabilities(x),
+                 "per_call": lambda x=x: rec.probabilities(x, profile)}  # fmt: skip
+        for call in calls.values():
+            call()
+        times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(reps):
-            for name, prof in (("plain", None), ("profile", profile)):
+            for name, call in calls.items():
                 t = time.perf_counter()
-                rec.probabilities(x, prof)
+                call()
                 times[name].append(time.perf_counter() - t)
-        plain, adapted = (1000 * float(np.median(times[n])) for n in ("plain", "profile"))
-        out.append({"batch": batch, "plain_ms": plain, "profile_ms": adapted,
-                    "ratio": adapted / plain})  # fmt: skip
+        ms = {name: 1000 * float(np.median(t)) for name, t in times.items()}
+        out.append({"batch": batch, "plain_ms": ms["plain"], "profile_ms": ms["set"],
+                    "ratio": ms["set"] / ms["plain"], "per_call_ms": ms["per_call"],
+                    "per_call_ratio": ms["per_call"] / ms["plain"]})  # fmt: skip
     return out
+
+
+def apply_cost(rec: Recognizer, profile, reps: int = 20) -> dict:
+    """Median ms to apply a new profile: `set_profile` (builds its folded session) vs the
+    per-call path's first call with it (folds the classifier in torch; what a demo pick pays)."""
+    import dataclasses
+
+    x = np.zeros((1, rec.norm.size, rec.norm.size), np.uint8)
+    adapted = Recognizer.from_bundle(rec.path, backend=rec.backend, num_threads=rec._num_threads)
+    fresh = [dataclasses.replace(profile, heads={}) for _ in range(2 * reps)]  # nothing cached
+    set_ms, call_ms = [], []
+    for i in range(reps):
+        t = time.perf_counter()
+        adapted.set_profile(fresh[2 * i])
+        set_ms.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        rec.recognize_prepared(x, 1, profile=fresh[2 * i + 1])
+        call_ms.append(time.perf_counter() - t)
+    return {"set_profile_ms": 1000 * float(np.median(set_ms)),
+            "per_call_first_ms": 1000 * float(np.median(call_ms)), "profile_path": adapted.profile_backend}  # fmt: skip
 
 
 def main() -> None:
@@ -268,12 +299,22 @@ def main() -> None:
         adapter.add_unlabelled_features(feats)
         profile = adapter.fit()
         lat = latency(rec, lat_images[200:264], profile, reps=200)
-        result["latency"] = lat
-        print("\n| batch | plain ms | with profile ms | ratio |\n| ---: | ---: | ---: | ---: |")
+        cost = apply_cost(rec, profile)
+        result["latency"], result["apply_cost"] = lat, cost
+        print(
+            f"\nprofile set for every call: {cost['profile_path']}; per call: {rec.profile_backend}"
+        )
+        print(
+            "\n| batch | plain ms | profile set (folded) ms | ratio | profile per call ms | ratio |"
+        )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in lat:
-            print(
-                f"| {r['batch']} | {r['plain_ms']:.2f} | {r['profile_ms']:.2f} | {r['ratio']:.3f} |"
-            )
+            print(f"| {r['batch']} | {r['plain_ms']:.2f} | {r['profile_ms']:.2f} | {r['ratio']:.3f} "
+                  f"| {r['per_call_ms']:.2f} | {r['per_call_ratio']:.3f} |")  # fmt: skip
+        print(
+            f"\napplying a new profile: set_profile {cost['set_profile_ms']:.1f} ms, "
+            f"first per-call use {cost['per_call_first_ms']:.1f} ms (median of 20)"
+        )
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 

@@ -49,8 +49,16 @@ class TorchRunner:
             return self.module(t).float().numpy()
 
 
-def onnx_session(path: str | Path | bytes, num_threads: int | None = None):
-    """The CPU onnxruntime.InferenceSession the recogniser runs (benchmarks time the same one)."""
+def onnx_session(
+    path: str | Path | bytes,
+    num_threads: int | None = None,
+    initializers: dict[str, np.ndarray] | None = None,
+):
+    """The CPU onnxruntime.InferenceSession the recogniser runs (benchmarks time the same one).
+
+    `initializers` replace the graph's ones of those names (a writer profile's folded
+    classifier); the session keeps their buffers alive (`session.hccr_initializers`).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -60,15 +68,27 @@ def onnx_session(path: str | Path | bytes, num_threads: int | None = None):
     # Idle pool threads sleep instead of spinning: they share the cores with DataLoader
     # workers (`hccr recognize`) and with other requests (the demo).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnxruntime reads these buffers without copying them: they must outlive the session
+    values = [(name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, np.float32)))
+              for name, a in (initializers or {}).items()]  # fmt: skip
+    for name, value in values:
+        options.add_initializer(name, value)
     model = path if isinstance(path, bytes) else str(path)  # a file, or a serialised graph
-    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    session.hccr_initializers = values
+    return session
 
 
 class OnnxRunner:
     """An onnxruntime session; `run` is thread-safe, so no lock."""
 
-    def __init__(self, path: Path | bytes, num_threads: int | None) -> None:
-        self.session = onnx_session(path, num_threads)
+    def __init__(
+        self,
+        path: Path | bytes,
+        num_threads: int | None,
+        initializers: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.session = onnx_session(path, num_threads, initializers)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         # An export traced with a fixed batch size only accepts that size: feed it in chunks.
@@ -88,6 +108,19 @@ class OnnxRunner:
                 chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
             outs.append(self.session.run(None, {self.input_name: chunk})[0][:n])
         return np.concatenate(outs).astype(np.float32, copy=False)
+
+
+def folded_onnx_runner(
+    export: Path, classifier: Any, A: np.ndarray, b: np.ndarray, num_threads: int | None
+) -> OnnxRunner:
+    """The export with an affine map of its classifier's input folded into the classifier:
+    logits = W (A f + b) + c = (W A) f + (W b + c), written over its weight and bias
+    initializers (`classifier`: `hccr.export.OnnxClassifier`). A writer profile then costs
+    nothing per character: the same graph, other numbers."""
+    W = classifier.W.astype(np.float64)
+    folded = classifier.initializers(W @ np.asarray(A, np.float64),
+                                     W @ np.asarray(b, np.float64) + classifier.c)  # fmt: skip
+    return OnnxRunner(export, num_threads, folded)
 
 
 def float_runner(model: nn.Module) -> TorchRunner:

@@ -279,6 +279,27 @@ def _logit_scale(model: nn.Module, input_size: int) -> float:
 _PASS_THROUGH_OPS = ("QuantizeLinear", "DequantizeLinear", "Identity", "Cast")
 
 
+def _final_classifier(graph: Any) -> Any:
+    """The Gemm (or MatMul) node whose output becomes the graph's first output, or None.
+
+    Walked back from the output through quantise / dequantise nodes (and an Add: MatMul + bias).
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    node = producer.get(graph.output[0].name)
+    while node is not None and node.op_type in _PASS_THROUGH_OPS:
+        node = producer.get(node.input[0])
+    if node is not None and node.op_type == "Add":  # MatMul + bias
+        node = next(
+            (producer[i] for i in node.input if i in producer and producer[i].op_type == "MatMul"),
+            None,
+        )
+    if node is None or node.op_type not in ("Gemm", "MatMul"):
+        return None
+    if node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute):
+        return None
+    return node
+
+
 def onnx_feature_graph(path: str | Path) -> bytes | None:
     """The export cut just before its classifier, as a serialised ONNX model, or None.
 
@@ -293,17 +314,8 @@ def onnx_feature_graph(path: str | Path) -> bytes | None:
     model = onnx.load(str(path))
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
-    node = producer.get(graph.output[0].name)
-    while node is not None and node.op_type in _PASS_THROUGH_OPS:
-        node = producer.get(node.input[0])
-    if node is not None and node.op_type == "Add":  # MatMul + bias
-        node = next(
-            (producer[i] for i in node.input if i in producer and producer[i].op_type == "MatMul"),
-            None,
-        )
-    if node is None or node.op_type not in ("Gemm", "MatMul"):
-        return None
-    if node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute):
+    node = _final_classifier(graph)
+    if node is None:
         return None
     features = node.input[0]
     # keep only the nodes the feature depends on
@@ -325,3 +337,55 @@ def onnx_feature_graph(path: str | Path) -> bytes | None:
     cut_model = helper.make_model(cut, opset_imports=list(model.opset_import))
     cut_model.ir_version = model.ir_version
     return cut_model.SerializeToString()
+
+
+@dataclasses.dataclass
+class OnnxClassifier:
+    """An export's final classifier, logits = features @ W.T + c, held as float initializers
+    that a writer profile's folded classifier can replace (`hccr.backends.OnnxRunner`)."""
+
+    weight_name: str
+    bias_name: str
+    W: np.ndarray  # (num_classes, feat_dim)
+    c: np.ndarray  # (num_classes,)
+    transposed: bool  # the initializer holds W.T (Gemm transB = 0)
+
+    def initializers(self, W: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
+        """Replacement initializers for another classifier (W, c) of the same shapes."""
+        W = np.asarray(W, np.float32)
+        return {self.weight_name: np.ascontiguousarray(W.T if self.transposed else W),
+                self.bias_name: np.ascontiguousarray(c, np.float32)}  # fmt: skip
+
+
+def onnx_classifier(path: str | Path) -> OnnxClassifier | None:
+    """The export's classifier when its logits come straight from one float Gemm whose weight and
+    bias are initializers (the shipped exports: `Int8Config.float_head`); else None (a quantised
+    or MatMul classifier, or logits quantised after it)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    node = _final_classifier(graph)
+    if node is None or node.op_type != "Gemm" or len(node.input) < 3:
+        return None
+    producer = {out: n for n in graph.node for out in n.output}
+    after = producer.get(graph.output[0].name)  # only renames between the Gemm and the output
+    while after is not None and after is not node:
+        if after.op_type not in ("Identity", "Cast"):
+            return None
+        after = producer.get(after.input[0])
+    attrs = {a.name: a for a in node.attribute}
+    if any(attrs[k].f != 1.0 for k in ("alpha", "beta") if k in attrs):
+        return None
+    inits = {t.name: t for t in graph.initializer}
+    weight, bias = (inits.get(name) for name in node.input[1:3])
+    if weight is None or bias is None:
+        return None
+    W, c = numpy_helper.to_array(weight), numpy_helper.to_array(bias)
+    if W.dtype != np.float32 or c.dtype != np.float32 or W.ndim != 2:
+        return None
+    transposed = not ("transB" in attrs and attrs["transB"].i)
+    W = W.T if transposed else W
+    if c.shape != (W.shape[0],):
+        return None
+    return OnnxClassifier(weight.name, bias.name, W, c, transposed)

@@ -14,10 +14,12 @@ A `Recognizer` is safe to share between threads (the demo serves concurrent requ
 onnxruntime sessions allow concurrent `run` calls, and the torch paths run under a lock.
 
 A writer profile (`hccr.adapt`, style transfer mapping) maps the feature layer before the final
-classifier; it is folded into that classifier, and the backbone runs in the export when the
-ONNX graph can be cut before its classifier (`hccr.export.onnx_feature_graph`), else in torch.
-A profile is set for every call (`profile=` of `from_bundle`, `set_profile`) or passed per call
-(the demo keeps one per browser session).
+classifier; it is folded into that classifier. A profile set for every call (`profile=` of
+`from_bundle`, `set_profile`) is written into a copy of the export's classifier weights (one
+more onnxruntime session, `hccr.backends.folded_onnx_runner`). A profile passed per call (the
+demo keeps one per browser session), or one for an export whose classifier cannot take it, runs
+the export cut before its classifier (`hccr.export.onnx_feature_graph`; else the float
+backbone in torch), then the folded classifier in torch.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from hccr.backends import (  # noqa: F401  (onnx_session: benchmarks time the re
     OnnxRunner,
     feature_runner,
     float_runner,
+    folded_onnx_runner,
     onnx_session,
     open_export,
     probe_batch,
@@ -108,9 +111,10 @@ class Recognizer:
         self._feature_runner: Any = None  # built on first use of a writer profile
         self._sha256: str | None = None
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
-        # (profile, its folded classifier), swapped as one object so that a concurrent call
-        # never sees one without the other
-        self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._classifier: Any = None  # the export's classifier (OnnxClassifier), False: none
+        # (profile, its folded classifier, the export with it folded in or None), swapped as
+        # one object so that a concurrent call never sees one without the other
+        self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor], Any] | None = None
         # compiled (first run on a machine) or loaded now, so no request waits for it
         warm_up()
 
@@ -269,6 +273,8 @@ class Recognizer:
         active = self._active
         if profile is None and active is None:
             return self._runner(x)
+        if profile is None and active[2] is not None:  # type: ignore[index]
+            return active[2](x)  # type: ignore[index]
         import torch
 
         Wt, c = active[1] if profile is None else self._folded_head(profile)  # type: ignore[index]
@@ -346,7 +352,11 @@ class Recognizer:
 
     @property
     def profile_backend(self) -> str:
-        """Where the backbone runs when a profile is applied ("onnx" or "torch")."""
+        """How a profile is applied: "onnx-folded" (the `set_profile` one, folded into the
+        export's classifier), else where the backbone runs before the folded classifier
+        ("onnx": the export cut before its classifier, or "torch")."""
+        if self._active is not None and self._active[2] is not None:
+            return "onnx-folded"
         return "onnx" if isinstance(self._features_runner(), OnnxRunner) else "torch"
 
     def load_profile(self, profile: str | Path | WriterProfile) -> WriterProfile:
@@ -372,9 +382,28 @@ class Recognizer:
             return None
         loaded = self.load_profile(profile)
         head = self._folded_head(loaded)
-        self._features_runner()  # built now, so that the first request does not wait for it
-        self._active = (loaded, head)
+        folded = self._folded_runner(loaded)
+        if folded is None:
+            self._features_runner()  # built now, so that the first request does not wait for it
+        self._active = (loaded, head, folded)
         return loaded
+
+    def _folded_runner(self, profile: WriterProfile) -> OnnxRunner | None:
+        """The export with the map folded into its classifier (`folded_onnx_runner`), or None
+        when no export runs or its classifier is not a float Gemm. Only for `set_profile`: a
+        per-call profile (the demo's, refitted at every pick) keeps the cut export + classifier
+        path, as a session costs ~8 MB and 10-40 ms to build."""
+        if self._export is None:
+            return None
+        from hccr.export import onnx_classifier
+
+        with self._lock:
+            if self._classifier is None:
+                self._classifier = onnx_classifier(self._export) or False
+        if not self._classifier:
+            return None
+        return folded_onnx_runner(self._export, self._classifier, profile.A, profile.b,
+                                  self._num_threads)  # fmt: skip
 
     def _folded_head(self, profile: WriterProfile) -> tuple[torch.Tensor, torch.Tensor]:
         """((W A)^T contiguous, W b + c), computed once per profile and model (a per-call

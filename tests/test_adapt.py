@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -265,12 +266,62 @@ def test_profile_applies_in_the_onnx_path(
     torch_rec = Recognizer.from_bundle(folder, backend="torch")
     export_onnx(torch_rec.model, folder / "model.onnx", TINY_NORM.size)
     rec = Recognizer.from_bundle(folder, backend="onnx")
-    rec.set_profile(profile)
-    assert rec.profile_backend == "onnx"  # the export, cut before its classifier
     x = writer["test"][0]
+    expected = torch_rec.probabilities(x, profile)
+    # per call: the export cut before its classifier, then the folded classifier
+    assert rec.profile_backend == "onnx"
+    torch.testing.assert_close(rec.probabilities(x, profile), expected, atol=1e-4, rtol=1e-4)
+    # set for every call: the map written into a copy of the export's classifier weights
+    rec.set_profile(profile)
+    assert rec.profile_backend == "onnx-folded"
+    torch.testing.assert_close(rec.probabilities(x), expected, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(rec.probabilities(x), torch_rec.probabilities(x))  # the map acts
+    assert [c.char for c in rec.recognize_prepared(x, 1)[0]] == [
+        c.char for c in torch_rec.recognize_prepared(x, 1, profile)[0]
+    ]
+    rec.set_profile(None)  # back to the export as shipped
     torch.testing.assert_close(
-        rec.probabilities(x), torch_rec.probabilities(x, profile), atol=1e-4, rtol=1e-4
+        rec.probabilities(x), torch_rec.probabilities(x), atol=1e-4, rtol=1e-4
     )
+    with pytest.raises(ProfileError, match="other weights"):
+        rec.set_profile(dataclasses.replace(profile, weights_sha256="0" * 64, heads={}))
+    assert rec.profile is None  # a refused profile changes nothing
+
+
+def _gemm_graph(path: Path, nodes: list, weights: dict[str, np.ndarray]) -> Path:
+    """A graph f (B, 4) -> nodes -> "logits" (B, 3) over `weights` (plus c, s, z)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = {**weights, "c": np.ones(3, np.float32), "s": np.float32(0.1), "z": np.uint8(0)}
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("f", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def test_only_a_float_gemm_classifier_is_folded(tmp_path: Path) -> None:
+    """Folding writes the map over the classifier's initializers; quantised logits would keep
+    their old scale, so such an export is not folded (the cut export + classifier runs)."""
+    from onnx import helper
+
+    from hccr.export import onnx_classifier
+
+    W = np.arange(12, dtype=np.float32).reshape(3, 4)
+    plain = [helper.make_node("Gemm", ["f", "W", "c"], ["logits"], transB=1)]
+    clf = onnx_classifier(_gemm_graph(tmp_path / "a.onnx", plain, {"W": W}))
+    assert clf is not None and not clf.transposed and np.array_equal(clf.W, W)
+    quantised = [helper.make_node("Gemm", ["f", "W", "c"], ["y"], transB=1),
+                 helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q"]),
+                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["logits"])]  # fmt: skip
+    assert onnx_classifier(_gemm_graph(tmp_path / "q.onnx", quantised, {"W": W})) is None
+    transposed = [helper.make_node("Gemm", ["f", "Wt", "c"], ["logits"])]  # W stored as W.T
+    clf = onnx_classifier(_gemm_graph(tmp_path / "t.onnx", transposed, {"Wt": W.T.copy()}))
+    assert clf is not None and clf.transposed and np.array_equal(clf.W, W)
+    assert np.array_equal(clf.initializers(2 * W, clf.c)["Wt"], 2 * W.T)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, on purpose
