@@ -35,6 +35,7 @@ from hccr.export_record import (  # noqa: F401  (re-exported: the export's publi
     write_export_record,
 )
 from hccr.int8 import Int8Config, LmdbCalibrationReader, quantize_with_config
+from hccr.nets.registry import input_channels
 from hccr.profiling import DEFAULT_IMAGE_SIZE
 
 MIN_TOP1_AGREEMENT = 0.995
@@ -56,7 +57,7 @@ def export_torchscript(
     """Traces the BN-folded model and saves it as TorchScript (load with `torch.jit.load`)."""
     out = Path(out)
     folded = _deployable(model)
-    example = torch.rand(2, 1, input_size, input_size)
+    example = torch.rand(2, input_channels(model), input_size, input_size)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*torch.jit.trace.*deprecated", category=DeprecationWarning
@@ -77,7 +78,7 @@ def export_onnx(
 
     out = Path(out)
     folded = _deployable(model)
-    example = (torch.rand(2, 1, input_size, input_size),)
+    example = (torch.rand(2, input_channels(model), input_size, input_size),)
 
     def write(tmp: Path) -> None:
         # the exporter reports progress on stdout; library code stays quiet
@@ -130,7 +131,13 @@ def max_abs_diff(
     model: nn.Module, exported: str | Path, input_size: int = DEFAULT_IMAGE_SIZE, batch: int = 3
 ) -> float:
     """Largest |logit difference| between the eval-mode model and the export on random input."""
-    x = torch.rand(batch, 1, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(
+        batch,
+        input_channels(model),
+        input_size,
+        input_size,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         ref = copy.deepcopy(model).cpu().eval()(x).numpy()
     return float(np.abs(load_exported(exported)(x) - ref).max())
@@ -270,7 +277,9 @@ def _as_list(data: str | Path | Sequence[str | Path]) -> list[str | Path]:
 
 
 def _logit_scale(model: nn.Module, input_size: int) -> float:
-    x = torch.rand(3, 1, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(
+        3, input_channels(model), input_size, input_size, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         return float(copy.deepcopy(model).cpu().eval()(x).abs().max())
 

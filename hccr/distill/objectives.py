@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from hccr.distill.losses import build_adapters, hint_loss, kd_loss, mutual_kd_loss
 from hccr.distill.taps import stages_and_logits
 from hccr.engine import CrossEntropyObjective, Objective
+from hccr.nets.registry import input_channels
 from hccr.preprocess import DEFAULT_IMAGE_SIZE
 
 KD_MODES = ("logit", "feature", "mutual")
@@ -183,7 +184,9 @@ def probe_stage_shapes(
         was_training = model.training
         model.eval()
         p = next(model.parameters())
-        x = torch.zeros(2, 1, image_size, image_size, device=p.device, dtype=p.dtype)
+        x = torch.zeros(
+            2, input_channels(model), image_size, image_size, device=p.device, dtype=p.dtype
+        )
         shapes.append([tuple(s.shape) for s in model.forward_stages(x)])
         model.train(was_training)
     return shapes[0], shapes[1]

@@ -5,6 +5,7 @@ from hccr.nets.cnn import HccrNet
 from hccr.nets.registry import (
     UnknownModelError,
     create_model,
+    input_channels,
     is_model,
     list_models,
     model_kwargs,
@@ -15,6 +16,7 @@ __all__ = [
     "HccrNet",
     "UnknownModelError",
     "create_model",
+    "input_channels",
     "is_model",
     "list_models",
     "model_kwargs",

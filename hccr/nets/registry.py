@@ -58,3 +58,10 @@ def model_kwargs(model: nn.Module) -> dict[str, Any]:
     if not hasattr(model, "kwargs"):
         raise ValueError(f"{type(model).__name__} was not built by the hccr registry (no .kwargs)")
     return copy.deepcopy(model.kwargs)
+
+
+def input_channels(model: nn.Module) -> int:
+    """Input channels of a registry network: 1 (ink images) unless its kwargs say `in_chans`."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return int(getattr(model, "kwargs", {}).get("in_chans", 1))
