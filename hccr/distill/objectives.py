@@ -77,6 +77,9 @@ class LogitKdObjective(Objective):
         super().__init__()
         self.student = student
         self.teacher = freeze(teacher)
+        # an image teacher of an online student sees the ink channel only (channel 0 of the
+        # trajectory maps is drawn to look like its input)
+        self.teacher_chans = input_channels(teacher)
         self.temperature = temperature
         self.alpha = alpha
         self.label_smoothing = label_smoothing
@@ -93,7 +96,7 @@ class LogitKdObjective(Objective):
 
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            teacher_logits = self.teacher(images)
+            teacher_logits = self.teacher(images[:, : self.teacher_chans])
         ce, kd = self._ce_and_kd(self.student(images), teacher_logits, labels)
         return {"loss": self.alpha * ce + (1 - self.alpha) * kd, "ce": ce, "kd": kd}
 
@@ -130,7 +133,9 @@ class FeatureKdObjective(LogitKdObjective):
 
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            t_stages, teacher_logits = stages_and_logits(self.teacher, images)
+            t_stages, teacher_logits = stages_and_logits(
+                self.teacher, images[:, : self.teacher_chans]
+            )
         s_stages, logits = stages_and_logits(self.student, images)
         ce, kd = self._ce_and_kd(logits, teacher_logits, labels)
         hints = []

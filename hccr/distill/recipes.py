@@ -49,17 +49,19 @@ def run_distill(
     more: dict[str, Any] = {"distill": asdict(dcfg), **start}
     other: nn.Module
     if dcfg.kd_mode == "mutual":
-        bundle = load_matching_bundle(teacher, train_set, cfg.data) if teacher else None
+        bundle = load_matching_bundle(teacher, train_set, cfg.data, widen=True) if teacher else None
         peer_arch = peer_arch or (bundle.arch if bundle else "teacher_cnn")
         kwargs = dict(peer_kwargs or (bundle.kwargs if bundle and bundle.arch == peer_arch else {}))
         kwargs.pop("num_classes", None)
+        kwargs["in_chans"] = train_set.channels  # the peer reads what the student reads
         other = create_model(peer_arch, num_classes=n, **kwargs)
         peer_kwargs = model_kwargs(other)
         more.update(peer_arch=peer_arch, peer_kwargs=peer_kwargs)
     else:
         if not teacher:
             raise ValueError(f"--teacher is required for --kd-mode {dcfg.kd_mode}")
-        bundle = load_matching_bundle(teacher, train_set, cfg.data)
+        # an image teacher may teach an online student: it is given the ink channel
+        bundle = load_matching_bundle(teacher, train_set, cfg.data, widen=True)
         other = bundle.model
         more.update(
             teacher=str(bundle.path), teacher_arch=bundle.arch, teacher_metrics=bundle.metrics
@@ -76,6 +78,7 @@ def run_distill(
         kwargs=model_kwargs(student),
         charset=charset,
         norm=train_set.norm,
+        trajectory=train_set.trajectory,
         record=run_record("distill", command, cfg, **more),
         peer_arch=peer_arch if dcfg.kd_mode == "mutual" else None,
         peer_kwargs=peer_kwargs,

@@ -5,6 +5,7 @@ from hccr.nets.cnn import HccrNet
 from hccr.nets.registry import (
     UnknownModelError,
     create_model,
+    expand_input_channels,
     input_channels,
     is_model,
     list_models,
@@ -16,6 +17,7 @@ __all__ = [
     "HccrNet",
     "UnknownModelError",
     "create_model",
+    "expand_input_channels",
     "input_channels",
     "is_model",
     "list_models",
