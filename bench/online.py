@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--online", required=False, help="online bundle (input: strokes)")
+    parser.add_argument("--online", nargs="*", default=[],
+                        help="online bundle(s) (input: strokes), e.g. a float and an int8 export")  # fmt: skip
     parser.add_argument("--image", default="gb1-student", help="image bundle (default %(default)s)")
     parser.add_argument("--pot", type=Path, nargs="*", default=[], help="real .pot file(s)")
     parser.add_argument("--classes", default="1877-3754", metavar="A-B",
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--online BUNDLE is required")
     from hccr.bundle import resolve_model
 
-    models = [resolve_model(args.online), resolve_model(args.image)]
+    models = [*(resolve_model(m) for m in args.online), resolve_model(args.image)]
     a, _, b = args.classes.partition("-")
     sets = {f"{p.name}, classes {args.classes}": real_set(p, range(int(a), int(b or a) + 1))
             for p in args.pot}  # fmt: skip

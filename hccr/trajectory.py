@@ -19,7 +19,6 @@ normalised points and draw them, after augmentation, in the DataLoader workers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -28,7 +27,7 @@ import cv2
 import numpy as np
 
 from hccr.preprocess import DEFAULT_IMAGE_SIZE, EmptyImageError, NormConfig
-from hccr.trajectory_kernels import draw_maps
+from hccr.trajectory_kernels import draw_maps, resample_flat
 
 INPUT_KINDS = ("image", "strokes")
 NUM_DIRECTIONS = 8
@@ -185,20 +184,16 @@ def resample(strokes: Sequence[np.ndarray], step: float) -> list[np.ndarray]:
     """Points at equal arc-length steps along each stroke (ends kept): tablet jitter and uneven
     sampling speed then no longer decide the directions. At most `MAX_RESAMPLED` points in
     all: a longer trace gets a longer step."""
-    lengths = [np.hypot(*np.diff(s, axis=0).T) if len(s) > 1 else np.zeros(0) for s in strokes]
-    total = float(sum(seg.sum() for seg in lengths))
-    step = max(step, total / MAX_RESAMPLED)
-    out = []
-    for s, seg in zip(strokes, lengths, strict=True):
-        run = float(seg.sum())
-        if run <= 0:
-            out.append(np.asarray(s[:1], np.float64))
-            continue
-        at = np.concatenate([[0.0], np.cumsum(seg)])
-        n = max(1, math.ceil(run / step))
-        t = np.linspace(0.0, run, n + 1)
-        out.append(np.stack([np.interp(t, at, s[:, 0]), np.interp(t, at, s[:, 1])], axis=1))
-    return out
+    flat, ends = _resampled(strokes, step)
+    return np.split(flat, ends[:-1])
+
+
+def _resampled(strokes: Sequence[np.ndarray], step: float) -> tuple[np.ndarray, np.ndarray]:
+    flat = np.ascontiguousarray(np.concatenate(strokes), dtype=np.float64)
+    ends = np.cumsum([len(s) for s in strokes]).astype(np.int64)
+    total = float(np.hypot(*np.diff(flat, axis=0).T).sum()) if len(flat) > 1 else 0.0
+    # the sum over all consecutive points bounds the strokes' own length from above
+    return resample_flat(flat, ends, max(step, total / MAX_RESAMPLED))
 
 
 def draw(points: Sequence[np.ndarray], cfg: TrajectoryConfig, pen_scale: float = 1.0) -> np.ndarray:
@@ -209,12 +204,10 @@ def draw(points: Sequence[np.ndarray], cfg: TrajectoryConfig, pen_scale: float =
     """
     S = cfg.size
     scale = S / 64
-    strokes = [np.clip(np.asarray(p, np.float64).reshape(-1, 2), -S, 2 * S) for p in points]
-    strokes = resample([s for s in strokes if len(s)], cfg.step * scale)
+    strokes = [p for p in points if len(p)]
     if not strokes:
         raise EmptyDrawingError("empty drawing: no points")
-    flat = np.ascontiguousarray(np.concatenate(strokes))
-    ends = np.cumsum([len(s) for s in strokes]).astype(np.int64)
+    flat, ends = _resampled([np.clip(s, -S, 2 * S) for s in strokes], cfg.step * scale)
     out = np.zeros((cfg.channels, S, S), np.uint8)
     radius = max(0.25, cfg.pen_width * scale * pen_scale / 2)
     return draw_maps(flat, ends, radius, out, cfg.pen_up)

@@ -122,3 +122,14 @@ def test_points_codec_round_trips_within_a_sixteenth_pixel():
     assert (label, writer) == (7, 1001) and len(decoded) == len(points)
     for a, b in zip(points, decoded, strict=True):
         assert np.abs(a - b).max() <= 1 / 32 + 1e-6
+
+
+def test_resample_keeps_ends_and_equal_steps():
+    from hccr.trajectory import resample
+
+    out = resample([np.array([[0, 0], [10, 0], [10, 10.0]]), np.array([[5, 5.0]])], 3.0)
+    line, dot = out
+    assert line[0].tolist() == [0, 0] and line[-1].tolist() == [10, 10]
+    steps = np.hypot(*np.diff(line, axis=0).T)
+    assert len(line) == 8 and np.allclose(steps[[0, 1, 2, 4, 5, 6]], 20 / 7)
+    assert dot.tolist() == [[5, 5]]
