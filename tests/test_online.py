@@ -178,3 +178,29 @@ def test_recognize_cli_reads_pot_with_an_online_bundle(tiny_online_bundle_path, 
     assert len(rows) == len(TINY_CHARS) and rows[0]["source"] == str(pot)
     assert sum(r["label"] == r["top"][0]["char"] for r in rows) >= 8
     assert code == 1 and f"{image}: an image; the online model reads pen strokes" in captured.err
+
+
+@pytest.mark.parametrize("mode", ["logit", "feature"])
+def test_distill_online_student_from_an_image_teacher(tiny_bundle_path, tmp_path, mode):
+    """The image teacher sees the ink channel; the student is the image bundle widened."""
+    assert synth(tmp_path / "train.lmdb", "--input", "strokes", "--styles", "strokes") == 0
+    data = ["--data", str(tmp_path / "train.lmdb"), "--val", str(tmp_path / "train.lmdb")]
+    fast = [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    run = tmp_path / f"kd-{mode}"
+    code = hccr_main(["distill", "--teacher", str(tiny_bundle_path), "--kd-mode", mode,
+                      "--init", str(tiny_bundle_path), "--in-chans", "9", *data, *fast,
+                      "--lr", "0.001", "-o", str(run)])  # fmt: skip
+    assert code == 0
+    bundle = load_bundle(run)
+    assert bundle.input_kind == "strokes" and bundle.kwargs["in_chans"] == 9
+    assert bundle.metrics["top1"] >= 0.5
