@@ -7,6 +7,8 @@ path never do.
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import torch
@@ -14,7 +16,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from hccr.dataset import Transform
-from hccr.trajectory import TrajectoryConfig, draw
+from hccr.trajectory import TrajectoryConfig, draw_flat
 
 # elastic displacement at strength 1 for a 64-pixel side, scaled with the side
 _ELASTIC_REFERENCE_SIZE = 64
@@ -124,10 +126,19 @@ class StrokeAugment:
 
     def __init__(self, strength: float = 1.0) -> None:
         self.strength = float(strength)
+        self._rng: np.random.Generator | None = None
+        self._pid: int | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        # one generator per process, seeded from torch's seed there (DataLoader gives every
+        # worker its own), so a run's augmentation follows --seed
+        if self._rng is None or self._pid != os.getpid():
+            self._rng, self._pid = np.random.default_rng(torch.initial_seed()), os.getpid()
+        return self._rng
 
     def __call__(self, points: list[np.ndarray], cfg: TrajectoryConfig) -> np.ndarray:
-        s, S = self.strength, cfg.size
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))  # torch-seeded
+        s, S, rng = self.strength, cfg.size, self.rng
         angle = np.deg2rad(rng.uniform(-8, 8) * s)
         shear_x, shear_y = np.deg2rad(rng.uniform(-12, 12) * s), np.deg2rad(rng.uniform(-5, 5) * s)
         zoom = rng.uniform(1 - 0.12 * s, 1 + 0.08 * s, size=2)
@@ -135,8 +146,8 @@ class StrokeAugment:
         shear = np.array([[1.0, np.tan(shear_x)], [np.tan(shear_y), 1.0]])
         matrix = (rotate @ shear * zoom).astype(np.float32)
         shift = (rng.uniform(-0.06, 0.06, size=2) * s * S + S / 2).astype(np.float32)
-        out = []
-        for p in points:
-            wobble = rng.normal(0.0, 0.01 * s * S, size=2).astype(np.float32)
-            out.append((p - S / 2) @ matrix.T + shift + wobble)
-        return draw(out, cfg, pen_scale=float(rng.uniform(1 - 0.3 * s, 1 + 0.3 * s)))
+        lengths = np.fromiter((len(p) for p in points), np.int64, len(points))
+        wobble = rng.normal(0.0, 0.01 * s * S, size=(len(points), 2)).astype(np.float32)
+        flat = (np.concatenate(points) - S / 2) @ matrix.T + shift + np.repeat(wobble, lengths, 0)
+        pen = float(rng.uniform(1 - 0.3 * s, 1 + 0.3 * s))
+        return draw_flat(flat, lengths, cfg, pen_scale=pen)

@@ -191,7 +191,14 @@ def resample(strokes: Sequence[np.ndarray], step: float) -> list[np.ndarray]:
 def _resampled(strokes: Sequence[np.ndarray], step: float) -> tuple[np.ndarray, np.ndarray]:
     flat = np.ascontiguousarray(np.concatenate(strokes), dtype=np.float64)
     ends = np.cumsum([len(s) for s in strokes]).astype(np.int64)
-    total = float(np.hypot(*np.diff(flat, axis=0).T).sum()) if len(flat) > 1 else 0.0
+    return _resample_ends(flat, ends, step)
+
+
+def _resample_ends(
+    flat: np.ndarray, ends: np.ndarray, step: float
+) -> tuple[np.ndarray, np.ndarray]:
+    d = flat[1:] - flat[:-1]
+    total = float(np.sqrt((d * d).sum(axis=1)).sum())
     # the sum over all consecutive points bounds the strokes' own length from above
     return resample_flat(flat, ends, max(step, total / MAX_RESAMPLED))
 
@@ -202,12 +209,24 @@ def draw(points: Sequence[np.ndarray], cfg: TrajectoryConfig, pen_scale: float =
     `pen_scale` multiplies the pen width (training augmentation). Points are clipped to a band
     around the map first, so that nothing drawn can be far outside it.
     """
+    lengths = [len(p) for p in points]
+    if not any(lengths):
+        raise EmptyDrawingError("empty drawing: no points")
+    return draw_flat(np.concatenate(points), np.asarray(lengths), cfg, pen_scale)
+
+
+def draw_flat(
+    flat: np.ndarray, lengths: np.ndarray, cfg: TrajectoryConfig, pen_scale: float = 1.0
+) -> np.ndarray:
+    """`draw` for points given as one (M, 2) array and the point count of each stroke."""
     S = cfg.size
     scale = S / 64
-    strokes = [p for p in points if len(p)]
-    if not strokes:
+    lengths = lengths[lengths > 0]
+    if not len(lengths):
         raise EmptyDrawingError("empty drawing: no points")
-    flat, ends = _resampled([np.clip(s, -S, 2 * S) for s in strokes], cfg.step * scale)
+    flat = np.clip(np.asarray(flat, np.float64), -S, 2 * S)
+    ends = np.cumsum(lengths).astype(np.int64)
+    flat, ends = _resample_ends(flat, ends, cfg.step * scale)
     out = np.zeros((cfg.channels, S, S), np.uint8)
     radius = max(0.25, cfg.pen_width * scale * pen_scale / 2)
     return draw_maps(flat, ends, radius, out, cfg.pen_up)
