@@ -8,7 +8,8 @@ agree on >= 99.5% of the samples, of the check set and of a real-like set (synth
 styled like real handwriting) where given; the report also has both models' top-1 there. A
 file that fails its check is not left behind.
 
-The exported graph takes "images": float (B, 1, S, S) in [0, 1] (see
+The exported graph takes "images": float (B, C, S, S) in [0, 1], C = 1 for an image model and
+the trajectory maps' channels for an online one (see
 `hccr.preprocess.to_model_input`), any batch size, and returns "logits" (B, num_classes).
 """
 
