@@ -204,3 +204,30 @@ def test_distill_online_student_from_an_image_teacher(tiny_bundle_path, tmp_path
     bundle = load_bundle(run)
     assert bundle.input_kind == "strokes" and bundle.kwargs["in_chans"] == 9
     assert bundle.metrics["top1"] >= 0.5
+
+
+def test_train_from_scratch_takes_the_datas_channels(tmp_path):
+    from tests.tiny_lmdb import TINY_STUDENT
+
+    assert synth(tmp_path / "t.lmdb", "--input", "strokes", "--styles", "strokes", "--pen-up") == 0
+    data = ["--data", str(tmp_path / "t.lmdb"), "--val", str(tmp_path / "t.lmdb")]
+    fast = [
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    assert hccr_main(["train", *TINY_STUDENT, *data, *fast, "-o", str(tmp_path / "run")]) == 0
+    bundle = load_bundle(tmp_path / "run")
+    assert bundle.kwargs["in_chans"] == 10 and bundle.trajectory.pen_up
+    assert (
+        hccr_main(
+            ["train", *TINY_STUDENT, *data, *fast, "--in-chans", "9", "-o", str(tmp_path / "r2")]
+        )
+        != 0
+    )

@@ -1,5 +1,8 @@
 """Pack CASIA-HWDB `.gnt` / OLHWDB `.pot` files into a normalised hccr LMDB.
 
+`--input strokes` (`.pot` only) stores each record's pen trajectory as normalised points for an
+online model (`hccr.trajectory`) instead of a normalised image.
+
 The main process checks each file's record framing (size fields only), then a pool of workers
 parses, normalises and compresses chunks of records while the main process writes them in
 order. Output is atomic: an interrupted or failed pack leaves no LMDB behind. Every record read
