@@ -15,5 +15,6 @@ def summarize(path: Path) -> dict[str, Any]:
     out["path"] = str(path)
     out["charset_head"] = "".join(meta["charset"][:20])
     out["num_writers"] = len(meta.get("writers", []))
+    out["input"] = meta.get("input", "image")  # LMDBs older than the online model hold images
     out["size_bytes"] = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
     return out

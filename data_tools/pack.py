@@ -29,6 +29,7 @@ from hccr.charset import Charset
 from hccr.lmdb_format import (
     LmdbWriter,
     build_meta,
+    encode_points_sample,
     encode_sample,
     prepare_output,
 )
@@ -39,6 +40,8 @@ from hccr.preprocess import (
     normalize,
     warm_up,
 )
+from hccr.trajectory import TrajectoryConfig, normalize_points
+from hccr.trajectory import warm_up as warm_up_trajectory
 
 CASIA_SUFFIXES = (".gnt", ".pot")
 CHUNK_RECORDS = 512  # records per work item: big enough to amortise pickling, small for balance
@@ -51,6 +54,8 @@ class PackOptions:
     charset: Charset
     pen_width: float = 0.035  # .pot pen diameter relative to the character box (matches scans)
     skip_bad: bool = False
+    # set: write `.pot` trajectories as normalised points (`--input strokes`), not images
+    trajectory: TrajectoryConfig | None = None
 
 
 @dataclass
@@ -187,7 +192,12 @@ def _pack_chunk(chunk: _Chunk) -> tuple[list[tuple[bytes, int]], list[tuple[int,
         if rec.char not in opts.charset:
             skipped.append((rec.offset, rec.char, f"not in charset {opts.charset.name}"))
             continue
+        label = opts.charset.index(rec.char)
         try:
+            if opts.trajectory is not None:
+                points = normalize_points(rec.strokes, opts.trajectory)
+                values.append((encode_points_sample(points, label, chunk.writer), label))
+                continue
             ink = (
                 render_strokes(rec.strokes, opts.pen_width)
                 if is_pot
@@ -199,7 +209,6 @@ def _pack_chunk(chunk: _Chunk) -> tuple[list[tuple[bytes, int]], list[tuple[int,
                 raise CasiaFormatError(chunk.path, rec.offset, f"{rec.char}: {e}") from None
             skipped.append((rec.offset, rec.char, f"bad record: {e}"))
             continue
-        label = opts.charset.index(rec.char)
         values.append((encode_sample(image, label, chunk.writer), label))
     return values, skipped
 
@@ -249,7 +258,12 @@ def pack(
     skips = _SkipLog(report)
     for item in framing:
         skips.note(item)
+    if options.trajectory is not None:
+        bad = [p for p in sources if p.suffix.lower() != ".pot"]
+        if bad:
+            raise ValueError(f"{bad[0]}: --input strokes needs .pot (online) sources")
     warm_up()  # compiled once here, inherited by the forked workers
+    warm_up_trajectory()
     pool = mp.get_context("fork").Pool(workers, _init_worker, (options,)) if workers > 1 else None
     try:
         with LmdbWriter(out, overwrite=overwrite) as writer:
@@ -288,6 +302,7 @@ def pack(
                 sources={str(p): st.to_dict() for p, st in stats.items()},
                 writers=(st.writer for st in stats.values()),
                 skipped=skipped_total,
+                trajectory=options.trajectory,
                 pen_width=options.pen_width,
                 skipped_examples=skips.examples,
             )

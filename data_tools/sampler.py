@@ -17,6 +17,7 @@ from data_tools.fonts import FontFace, GlyphFont
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
 from hccr.preprocess import EmptyImageError, NormConfig, normalize
+from hccr.trajectory import TrajectoryConfig, normalize_points
 
 SPLITS = {"train": 0, "val": 1}  # part of every sample's seed: the splits never share a stream
 FONT_PX = 80  # font glyphs are rendered at this pixel size, then warped onto the canvas
@@ -42,6 +43,17 @@ class SynthConfig:
     # variation fitted to a real writer (off: the hand-set one of data_tools/handset.py), ink
     # matched to scans (off: the plain ink)
     features: tuple[str, ...] = FEATURES
+    # set: samples are pen trajectories (normalised points, `--input strokes`), not images;
+    # only the `strokes` style has a pen, so it must be the only style
+    trajectory: TrajectoryConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.trajectory is not None and set(self.styles) != {"strokes"}:
+            others = ", ".join(sorted(set(self.styles) - {"strokes"}))
+            raise SynthError(
+                f"--input strokes: only the strokes style makes pen trajectories; drop {others} "
+                "(--styles strokes)"
+            )
 
 
 def parse_features(spec: str) -> tuple[str, ...]:
@@ -159,6 +171,15 @@ class SampleMaker:
         if face not in self._skeletons:
             self._skeletons[face] = glyph_styles.skeleton_of(glyph)
         return glyph_styles.render_skeleton_sample(self._skeletons[face], rng), style, face
+
+    def make_points(self, ch: str, rng: np.random.Generator) -> list[np.ndarray]:
+        """-> the normalised pen points (`hccr.trajectory.normalize_points`) of one perturbed,
+        cursively joined stroke sample of `ch` (the `strokes` style's trajectory, not inked)."""
+        template = self.stroke_template(ch)
+        if template is None:
+            raise SynthError(f"{ch!r} (U+{ord(ch):04X}) has no stroke data")
+        strokes, _ = (self._perturb or styles.perturb_strokes)(template, rng)
+        return normalize_points(strokes, self.cfg.trajectory)  # type: ignore[arg-type]
 
     def make_normalized(
         self, ch: str, rng: np.random.Generator

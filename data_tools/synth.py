@@ -35,6 +35,7 @@ from data_tools.sampler import (
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
 from hccr.preprocess import INK_THRESHOLD, warm_up
+from hccr.trajectory import warm_up as warm_up_trajectory
 
 __all__ = [
     "SampleMaker",
@@ -61,13 +62,20 @@ def _init_worker(faces: list[FontFace], cfg: SynthConfig) -> None:
 
 
 def _run_chunk(item: tuple[int, str, int, int, bool]) -> dict:
-    from hccr.lmdb_format import encode_sample
+    from hccr.lmdb_format import encode_points_sample, encode_sample
 
     class_index, ch, start, stop, want_gnt = item
     maker = _MAKER
     values, gnt, style_counts, writers = [], [], Counter(), set()
     for s in range(start, stop):
         rng = sample_rng(maker.cfg.seed, maker.cfg.split, class_index, s)
+        if maker.cfg.trajectory is not None:  # a pen trajectory: points, no ink
+            writer = writer_id("strokes", -1)
+            writers.add(writer)
+            points = maker.make_points(ch, rng)
+            values.append(encode_points_sample(points, class_index, writer))
+            style_counts["strokes"] += 1
+            continue
         image, ink, style, face = maker.make_normalized(ch, rng)
         writer = writer_id(style, face)
         writers.add(writer)
@@ -115,6 +123,7 @@ def generate(
         yield from map(_run_chunk, items)
         return
     warm_up()  # the normalisation's compiled passes, inherited by forked workers
+    warm_up_trajectory()
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(list(faces), cfg)) as pool:
         # a class's chunks go to one worker together: each worker sets a class up (its glyphs
@@ -141,6 +150,8 @@ def write_synth(
 
     faces = usable_faces(faces, cfg)
     _check_coverable(charset, faces, cfg)
+    if cfg.trajectory is not None and gnt_path is not None:
+        raise SynthError("--gnt writes images: it cannot go with --input strokes")
     total = len(charset) * cfg.per_char
     style_counts: Counter = Counter()
     missing: dict[str, Counter] = defaultdict(Counter)
@@ -179,6 +190,7 @@ def write_synth(
                     cfg.norm,
                     sources={f"synth:{cfg.split}:seed{cfg.seed}": source},
                     writers=writer_ids,
+                    trajectory=cfg.trajectory,
                     synth=summary,
                 )
             )

@@ -1,10 +1,12 @@
 """What the demo's server does with a request: strokes or an uploaded image in, candidates out.
 
 The drawing panel sends the strokes of the character on its sheet (integer points on a fixed
-400 x 400 sheet, whatever the screen size), a few kB per request. They are inked here exactly as
-the panel inks them (`data_tools.render.render_canvas`: the round brush of `BRUSH_RADIUS`, black
-on a transparent sheet, the input `bench/drawn_input.py` scores) and handed to `Recognizer`,
-which does all the normalisation (`hccr.preprocess`); nothing else happens to the pixels here.
+400 x 400 sheet, whatever the screen size), a few kB per request. For an image model they are
+inked here exactly as the panel inks them (`data_tools.render.render_canvas`: the round brush of
+`BRUSH_RADIUS`, black on a transparent sheet, the input `bench/drawn_input.py` scores) and
+handed to `Recognizer`, which does all the normalisation (`hccr.preprocess`); nothing else
+happens to the pixels here. An online model (a bundle whose input is "strokes") gets the points
+themselves (`Recognizer.prepare_strokes`, `hccr.trajectory`): nothing is inked.
 
 Uploaded images (the `/recognize` API) are capped before they are decoded: a file over
 `MAX_UPLOAD_BYTES` or an image over `MAX_UPLOAD_PIXELS` is refused from its header alone, and
@@ -58,7 +60,9 @@ class Result:
     """One recognition: ranked candidates, the model's input image and where the time went."""
 
     candidates: list[Candidate]
-    prepared: np.ndarray | None  # (S, S) uint8 ink map the model saw; None for an empty sheet
+    # what the model saw, uint8: the (S, S) ink map, or an online model's (C, S, S) maps;
+    # None for an empty sheet
+    prepared: np.ndarray | None
     queue_ms: float = 0.0  # waiting for a free recognition slot
     recognition_ms: float = 0.0  # Recognizer.prepare + model
 
@@ -79,11 +83,15 @@ def recognize_image(
 ) -> Result:
     """Candidates for one image (an empty one gives none), waiting for a free slot first;
     `profile`: a writer profile for this call (`demo/writer.py`)."""
+    return _recognize(recognizer, lambda: recognizer.prepare(image), profile)
+
+
+def _recognize(recognizer: Recognizer, prepare: Any, profile: WriterProfile | None) -> Result:
     start = time.perf_counter()
     with _slots:
         began = time.perf_counter()
         try:
-            prepared = recognizer.prepare(image)
+            prepared = prepare()
         except EmptyImageError:
             prepared = None
         top = (
@@ -93,6 +101,25 @@ def recognize_image(
         )
         done = time.perf_counter()
     return Result(top, prepared, (began - start) * 1000, (done - began) * 1000)
+
+
+def prepare_drawing(recognizer: Recognizer, strokes: Sequence[np.ndarray]) -> np.ndarray:
+    """Parsed strokes -> the model's input: an online model's maps of the points themselves,
+    or an image model's normalised picture of the sheet as the panel shows it.
+
+    Raises:
+        EmptyImageError: nothing drawn.
+    """
+    if recognizer.input_kind == "strokes":
+        return recognizer.prepare_strokes(strokes)
+    return recognizer.prepare(strokes_image(strokes))
+
+
+def recognize_drawing(
+    recognizer: Recognizer, strokes: Sequence[np.ndarray], profile: WriterProfile | None = None
+) -> Result:
+    """Candidates for parsed strokes (none for an empty sheet), waiting for a free slot first."""
+    return _recognize(recognizer, lambda: prepare_drawing(recognizer, strokes), profile)
 
 
 def parse_strokes(strokes: Any) -> list[np.ndarray]:
@@ -139,7 +166,7 @@ def recognize_strokes(
     parsed = parse_strokes(strokes)
     if not parsed:
         return Result([], None)
-    return recognize_image(recognizer, strokes_image(parsed), profile)
+    return recognize_drawing(recognizer, parsed, profile)
 
 
 def load_upload(path: str | Path) -> Image.Image:
@@ -185,6 +212,11 @@ def recognize_upload(recognizer: Recognizer, path: str | Path) -> Result:
         DrawingError: the image is refused (see `load_upload`).
     """
     try:
+        if recognizer.input_kind == "strokes":
+            raise DrawingError(
+                f"{recognizer.name} is an online model: it reads pen strokes, not images; "
+                "draw on the sheet or pick an image model"
+            )
         image = load_upload(path)
     finally:
         remove_upload(Path(path))
@@ -201,9 +233,12 @@ def remove_upload(path: Path) -> None:
 
 
 def preview_data_url(prepared: np.ndarray | None) -> str | None:
-    """The model's input image as a PNG data URL (~1-2 kB), or None for an empty sheet."""
+    """The model's input image (an online model's ink channel) as a PNG data URL (~1-2 kB), or
+    None for an empty sheet."""
     if prepared is None:
         return None
+    if prepared.ndim == 3:
+        prepared = prepared[0]
     ok, png = cv2.imencode(".png", prepared)
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode() if ok else None
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from demo.recognition import DrawingError, parse_strokes, strokes_image
+from demo.recognition import DrawingError, parse_strokes, prepare_drawing
 from hccr.adapt import Adapter, ProfileError, StmConfig, WriterProfile
 from hccr.charset import CharsetError
 from hccr.recognizer import Recognizer
@@ -167,7 +167,8 @@ class PageWriters:
         assert state is not None
         with state.lock:
             state.uploaded = profile
-        rec.recognize_prepared(np.zeros((1, rec.norm.size, rec.norm.size), np.uint8), 1,
+        side = rec.norm.size
+        rec.recognize_prepared(np.zeros((1, rec.channels, side, side), np.uint8), 1,
                                profile=profile)  # fmt: skip
         return state
 
@@ -252,7 +253,7 @@ def writer_functions(
         parsed = parse_strokes(request.get("strokes"))
         if not parsed:
             raise DrawingError("nothing on the sheet to learn from")
-        prepared = rec.prepare(strokes_image(parsed))
+        prepared = prepare_drawing(rec, parsed)
         return {"adapt": adaptation_status(writers.pick(sid, rec, prepared, char), rec)}
 
     def adapt_status(sid: str, rec: Recognizer, request: dict[str, Any]) -> dict[str, Any]:

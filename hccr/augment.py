@@ -1,10 +1,13 @@
-"""Training-only distortions of normalised uint8 samples: affine, elastic, stroke width.
+"""Training-only distortions of normalised uint8 samples: affine, elastic, stroke width; and of
+a trajectory sample's points (`StrokeAugment`).
 
 Only training imports this module (torchvision comes with it); `LmdbDataset` and the inference
 path never do.
 """
 
 from __future__ import annotations
+
+import os
 
 import cv2
 import numpy as np
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from hccr.dataset import Transform
+from hccr.trajectory import TrajectoryConfig, draw_flat
 
 # elastic displacement at strength 1 for a 64-pixel side, scaled with the side
 _ELASTIC_REFERENCE_SIZE = 64
@@ -109,3 +113,41 @@ def train_augment(size: int, strength: float = 1.0) -> Transform:
             StrokeWidthJitter(p=0.2),
         ]
     )
+
+
+class StrokeAugment:
+    """Writer-like variation of a trajectory sample's normalised points, then the drawing.
+
+    The image augmentation's geometry acting on points instead of pixels (rotation, shear,
+    anisotropic scale, shift about the map centre), a small wobble of each stroke (its own
+    shift) and of the pen width; the directions follow the warped strokes, as they would had
+    the writer drawn them so. `strength` scales every range, as `train_augment`'s.
+    """
+
+    def __init__(self, strength: float = 1.0) -> None:
+        self.strength = float(strength)
+        self._rng: np.random.Generator | None = None
+        self._pid: int | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        # one generator per process, seeded from torch's seed there (DataLoader gives every
+        # worker its own), so a run's augmentation follows --seed
+        if self._rng is None or self._pid != os.getpid():
+            self._rng, self._pid = np.random.default_rng(torch.initial_seed()), os.getpid()
+        return self._rng
+
+    def __call__(self, points: list[np.ndarray], cfg: TrajectoryConfig) -> np.ndarray:
+        s, S, rng = self.strength, cfg.size, self.rng
+        angle = np.deg2rad(rng.uniform(-8, 8) * s)
+        shear_x, shear_y = np.deg2rad(rng.uniform(-12, 12) * s), np.deg2rad(rng.uniform(-5, 5) * s)
+        zoom = rng.uniform(1 - 0.12 * s, 1 + 0.08 * s, size=2)
+        rotate = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        shear = np.array([[1.0, np.tan(shear_x)], [np.tan(shear_y), 1.0]])
+        matrix = (rotate @ shear * zoom).astype(np.float32)
+        shift = (rng.uniform(-0.06, 0.06, size=2) * s * S + S / 2).astype(np.float32)
+        lengths = np.fromiter((len(p) for p in points), np.int64, len(points))
+        wobble = rng.normal(0.0, 0.01 * s * S, size=(len(points), 2)).astype(np.float32)
+        flat = (np.concatenate(points) - S / 2) @ matrix.T + shift + np.repeat(wobble, lengths, 0)
+        pen = float(rng.uniform(1 - 0.3 * s, 1 + 0.3 * s))
+        return draw_flat(flat, lengths, cfg, pen_scale=pen)

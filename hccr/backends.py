@@ -155,12 +155,13 @@ def _for_inference(model: nn.Module) -> nn.Module:
     return fold_bn(copy.deepcopy(model).eval()).to(memory_format=torch.channels_last)
 
 
-def probe_batch(size: int) -> np.ndarray:
-    """A fixed pseudo-character batch (blurred strokes), float32 (4, 1, S, S), for export checks."""
+def probe_batch(size: int, channels: int = 1) -> np.ndarray:
+    """A fixed pseudo-character batch (blurred strokes), float32 (4, C, S, S), for export checks
+    (every channel the same: the check compares two runners, not what they recognise)."""
     rng = np.random.default_rng(0)
     coarse = (rng.random((4, size // 8, size // 8)) > 0.7).astype(np.float32)
     fine = [cv2.resize(c, (size, size), interpolation=cv2.INTER_LINEAR) for c in coarse]
-    return np.clip(np.stack(fine)[:, None], 0, 1)
+    return np.repeat(np.clip(np.stack(fine)[:, None], 0, 1), channels, axis=1)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 A bundle folder holds:
   bundle.json  arch, kwargs (incl. pruned channels / low-rank ranks), num_classes, norm
-               (NormConfig.to_dict()), image_size, charset file name, train_config, metrics
+               (NormConfig.to_dict()), image_size, input ("image", or "strokes" for an
+               online model, with its TrajectoryConfig under "trajectory"), charset file name,
+               train_config, metrics
   weights.pt   the model's state_dict (tensors only; loaded with weights_only=True)
   charset.txt  one character per line, index = line number
   README.md    the model card (data, recipe, exact command, metrics); a generated card is
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hccr.atomic import atomic_write, atomic_write_text, partial_path
 from hccr.charset import Charset, CharsetError
 from hccr.preprocess import NormConfig
+from hccr.trajectory import TrajectoryConfig
 
 if TYPE_CHECKING:
     from torch import nn
@@ -70,6 +73,16 @@ class Bundle:
         return dict(self.meta.get("metrics") or {})
 
     @property
+    def input_kind(self) -> str:
+        """ "image" (character images) or "strokes" (pen trajectories: an online model)."""
+        return str(self.meta.get("input", "image"))
+
+    @property
+    def trajectory(self) -> TrajectoryConfig | None:
+        """An online model's trajectory features (None for an image model)."""
+        return bundle_trajectory(self.meta, self.path)
+
+    @property
     def train_config(self) -> dict[str, Any]:
         return dict(self.meta.get("train_config") or {})
 
@@ -93,16 +106,22 @@ def _jsonable(value: Any) -> Any:
 def model_card(meta: dict[str, Any], title: str) -> str:
     """Renders the README.md model card from bundle.json's content."""
     lines = [GENERATED_CARD_MARK, f"# {title}", ""]
+    side = f"{meta['image_size']}x{meta['image_size']}"
+    shown = (
+        f"pen strokes (online model): ink + 8 direction maps, {side}"
+        if meta.get("input") == "strokes"
+        else f"{side} grey, ink bright"
+    )
     lines.append(
         f"Architecture `{meta['arch']}` with {meta['num_classes']} classes "
-        f"(charset `{meta.get('charset_name') or meta['charset']}`), input "
-        f"{meta['image_size']}x{meta['image_size']} grey, ink bright."
+        f"(charset `{meta.get('charset_name') or meta['charset']}`), input {shown}."
     )
     lines += ["", "## Rebuild", "", "```python", "from hccr.bundle import load_bundle", ""]
     lines += ["bundle = load_bundle(PATH)  # strict state_dict load, weights_only=True", "```", ""]
     lines += ["Constructor kwargs (`bundle.json` `kwargs`):", "", "```json"]
     lines += [json.dumps(meta["kwargs"], ensure_ascii=False, sort_keys=True), "```", ""]
-    lines += ["## Preprocessing", "", "```json", json.dumps(meta["norm"], sort_keys=True), "```"]
+    preprocessing = meta.get("trajectory") or meta["norm"]
+    lines += ["## Preprocessing", "", "```json", json.dumps(preprocessing, sort_keys=True), "```"]
     metrics = meta.get("metrics") or {}
     if metrics:
         lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
@@ -147,6 +166,7 @@ def save_bundle(
     metrics: dict[str, Any] | None = None,
     train_config: dict[str, Any] | None = None,
     half: bool = False,
+    trajectory: TrajectoryConfig | None = None,
 ) -> Path:
     """Writes a bundle folder; returns its path.
 
@@ -166,6 +186,7 @@ def save_bundle(
         train_config: the resolved training config (with "command", "data", "val" if known).
         half: store floating-point tensors as float16 (half the bytes; `load_bundle` loads
             them back into the float32 model).
+        trajectory: an online model's input (pen trajectories drawn as maps); None: images.
     """
     path = Path(path)
     model = getattr(model, "module", model)  # DistributedDataParallel
@@ -186,6 +207,8 @@ def save_bundle(
         "num_classes": num_classes,
         "image_size": int(norm_dict.get("size", 0)),
         "norm": _jsonable(norm_dict),
+        "input": "image" if trajectory is None else "strokes",
+        **({} if trajectory is None else {"trajectory": trajectory.to_dict()}),
         "charset": CHARSET_FILE,
         "charset_name": getattr(charset, "name", None),
         "train_config": _jsonable(train_config or {}),
@@ -251,6 +274,23 @@ def read_bundle_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def bundle_trajectory(meta: dict[str, Any], path: Path | None) -> TrajectoryConfig | None:
+    """The TrajectoryConfig of an online bundle's metadata, None for an image bundle.
+
+    Raises:
+        BundleError: an input kind this version does not know, or bad trajectory settings.
+    """
+    kind = meta.get("input", "image")
+    if kind == "image":
+        return None
+    if kind != "strokes":
+        raise BundleError(f"{path}: unknown input kind {kind!r} in {BUNDLE_JSON}")
+    try:
+        return TrajectoryConfig.from_dict(meta["trajectory"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path}: bad trajectory in {BUNDLE_JSON}: {e}") from None
+
+
 @dataclass(frozen=True)
 class BundleInfo:
     """A bundle without its weights: what the recogniser needs when an export does the work."""
@@ -261,6 +301,7 @@ class BundleInfo:
     charset: Charset
     norm: NormConfig
     meta: dict[str, Any]
+    trajectory: TrajectoryConfig | None = None  # an online model's input; None: images
 
 
 def load_bundle_info(path: str | Path) -> BundleInfo:
@@ -294,7 +335,8 @@ def load_bundle_info(path: str | Path) -> BundleInfo:
         raise BundleError(f"{path}: bad norm in {BUNDLE_JSON}: {e}") from None
     kwargs = dict(meta["kwargs"])
     kwargs["num_classes"] = num_classes
-    return BundleInfo(path, str(meta["arch"]), kwargs, charset, norm, meta)
+    trajectory = bundle_trajectory(meta, path)
+    return BundleInfo(path, str(meta["arch"]), kwargs, charset, norm, meta, trajectory)
 
 
 def load_bundle(path: str | Path) -> Bundle:

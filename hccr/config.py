@@ -91,6 +91,15 @@ class TrainConfig:
             "and preprocessing must match --data"
         },
     )
+    in_chans: int = field(
+        default=0,
+        metadata={
+            "help": "input channels the model must take; with --init of an image (1-channel) "
+            "bundle and a trajectory LMDB, 9 (10 with pen-up maps) widens its first conv: the "
+            "ink channel keeps the image model's weights, the direction channels start at zero, "
+            "so the model starts answering as the image model (0: the data's channels)"
+        },
+    )
     model_kwargs: str = field(
         default="",
         metadata={"help": "JSON constructor kwargs, e.g. '{\"channels\": [16, 32, 48, 64]}'"},

@@ -52,6 +52,22 @@ def label_map(db_charset: Charset, model_charset: Charset) -> Tensor | None:
 
 
 @torch.no_grad()
+def check_input_matches(
+    db_path: str | Path, dataset: Any, trajectory: Any, model_name: str, widen: bool = False
+) -> None:
+    """Raises DataMismatchError when the LMDB's input (images, or trajectories drawn with its
+    TrajectoryConfig) is not what `model_name` reads (`trajectory`; None: images). `widen`: an
+    image model may read a trajectory LMDB's maps once widened (`--in-chans`)."""
+    if dataset.trajectory == trajectory or (widen and trajectory is None):
+        return
+    kind = "trajectories" if dataset.trajectory is not None else "images"
+    other = "trajectories" if trajectory is not None else "images"
+    hint = " (drawn differently)" if kind == other else ""
+    if kind == "trajectories" and other == "images":
+        hint = " (start an online model from an image bundle with --in-chans 9)"
+    raise DataMismatchError(f"{db_path}: holds {kind}, model {model_name} reads {other}{hint}")
+
+
 def evaluate(
     model: nn.Module,
     loader: Iterable[tuple[Tensor, Tensor]],

@@ -8,7 +8,8 @@ agree on >= 99.5% of the samples, of the check set and of a real-like set (synth
 styled like real handwriting) where given; the report also has both models' top-1 there. A
 file that fails its check is not left behind.
 
-The exported graph takes "images": float (B, 1, S, S) in [0, 1] (see
+The exported graph takes "images": float (B, C, S, S) in [0, 1], C = 1 for an image model and
+the trajectory maps' channels for an online one (see
 `hccr.preprocess.to_model_input`), any batch size, and returns "logits" (B, num_classes).
 """
 
@@ -35,6 +36,7 @@ from hccr.export_record import (  # noqa: F401  (re-exported: the export's publi
     write_export_record,
 )
 from hccr.int8 import Int8Config, LmdbCalibrationReader, quantize_with_config
+from hccr.nets.registry import input_channels
 from hccr.profiling import DEFAULT_IMAGE_SIZE
 
 MIN_TOP1_AGREEMENT = 0.995
@@ -56,7 +58,7 @@ def export_torchscript(
     """Traces the BN-folded model and saves it as TorchScript (load with `torch.jit.load`)."""
     out = Path(out)
     folded = _deployable(model)
-    example = torch.rand(2, 1, input_size, input_size)
+    example = torch.rand(2, input_channels(model), input_size, input_size)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=".*torch.jit.trace.*deprecated", category=DeprecationWarning
@@ -77,7 +79,7 @@ def export_onnx(
 
     out = Path(out)
     folded = _deployable(model)
-    example = (torch.rand(2, 1, input_size, input_size),)
+    example = (torch.rand(2, input_channels(model), input_size, input_size),)
 
     def write(tmp: Path) -> None:
         # the exporter reports progress on stdout; library code stays quiet
@@ -130,7 +132,13 @@ def max_abs_diff(
     model: nn.Module, exported: str | Path, input_size: int = DEFAULT_IMAGE_SIZE, batch: int = 3
 ) -> float:
     """Largest |logit difference| between the eval-mode model and the export on random input."""
-    x = torch.rand(batch, 1, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(
+        batch,
+        input_channels(model),
+        input_size,
+        input_size,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         ref = copy.deepcopy(model).cpu().eval()(x).numpy()
     return float(np.abs(load_exported(exported)(x) - ref).max())
@@ -270,7 +278,9 @@ def _as_list(data: str | Path | Sequence[str | Path]) -> list[str | Path]:
 
 
 def _logit_scale(model: nn.Module, input_size: int) -> float:
-    x = torch.rand(3, 1, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(
+        3, input_channels(model), input_size, input_size, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         return float(copy.deepcopy(model).cpu().eval()(x).abs().max())
 

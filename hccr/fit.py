@@ -367,11 +367,12 @@ def _save_best(
     student = state.objective.student
     save_bundle(
         out, student, spec.arch, spec.kwargs, spec.charset, spec.norm,
-        metrics=metrics, train_config=record,
+        metrics=metrics, train_config=record, trajectory=spec.trajectory,
     )  # fmt: skip
     peer = getattr(state.objective, "peer", None)
     if peer is not None and spec.peer_arch:
         save_bundle(
             out / "peer", peer, spec.peer_arch, spec.peer_kwargs or {}, spec.charset, spec.norm,
             metrics={"top1": peer_top1, "epoch": epoch + 1}, train_config=record,
+            trajectory=spec.trajectory,
         )  # fmt: skip

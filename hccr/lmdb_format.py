@@ -1,7 +1,8 @@
 """The LMDB layout shared by `hccr-data pack`, `hccr-data synth` and `LmdbDataset`.
 
 Keys are zero-padded sample indices (`000000000`, ...), written in order with `append=True`.
-A value is `<label int32><writer int32>` followed by the zlib-compressed (S, S) uint8 image:
+A value is `<label int32><writer int32>` followed by the zlib-compressed (S, S) uint8 image
+(or, in a trajectory LMDB, the normalised pen points: `encode_points_sample`):
 a raw 64x64 value is 4,096 bytes and costs two 4 KiB overflow pages, a compressed one about
 half a page, and zlib decodes it in microseconds (PNG takes ~13x longer). The streams are
 standard zlib, made and read with zlib-ng (`zlib-ng`): at level 1 it makes a 64x64 sample ~3.9x
@@ -31,6 +32,7 @@ from hccr.atomic import OutputError, partial_path, remove_stale_partials, write_
 if TYPE_CHECKING:
     from hccr.charset import Charset
     from hccr.preprocess import NormConfig
+    from hccr.trajectory import TrajectoryConfig
 
 FORMAT_VERSION = 1
 META_KEY = b"__meta__"
@@ -48,12 +50,17 @@ def build_meta(
     sources: dict[str, dict[str, Any]],
     writers: Iterable[int],
     skipped: dict[str, int] | None = None,
+    trajectory: TrajectoryConfig | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The `__meta__` record of a database made by `kind` ("casia", "synth"): the charset, the
     normalisation, per-source counts (`{"writer", "records", "written", "skipped"}` each) and
     their totals; `extra` adds the maker's own fields. `LmdbWriter.finish` adds the sample count,
-    format and tool versions."""
+    format and tool versions. With `trajectory` the samples are normalised points
+    (`encode_points_sample`), drawn into maps by the reader, and `input` says "strokes"."""
+    kind_fields: dict[str, Any] = {"input": "image"}
+    if trajectory is not None:
+        kind_fields = {"input": "strokes", "trajectory": trajectory.to_dict()}
     return {
         "kind": kind,
         "charset_name": charset.name,
@@ -66,6 +73,7 @@ def build_meta(
         "records": sum(s["records"] for s in sources.values()),
         "skipped": dict(skipped or {}),
         "writers": sorted(set(writers)),
+        **kind_fields,
         **extra,
     }
 
@@ -142,6 +150,42 @@ def decode_sample(value: bytes, image_size: int) -> tuple[np.ndarray, int, int]:
         raise LmdbFormatError(f"sample value is not a zlib stream ({e})") from None
     image = np.frombuffer(pixels, dtype=np.uint8).reshape(image_size, image_size)
     return image, label, writer
+
+
+# Trajectory samples (LMDBs whose metadata says "input": "strokes") store the normalised points:
+# int16 stroke count, int16 point count per stroke, then int16 (x, y) pairs in 1/16 map pixels.
+_POINT_SCALE = 16
+
+
+def encode_points_sample(strokes: list[np.ndarray], label: int, writer: int = -1) -> bytes:
+    """Normalised points (`hccr.trajectory.normalize_points`) + label + writer -> stored value."""
+    counts = np.array([len(strokes), *(len(s) for s in strokes)], "<i2")
+    xy = np.concatenate(strokes) if strokes else np.zeros((0, 2))
+    fixed = np.clip(np.round(xy * _POINT_SCALE), -32768, 32767).astype("<i2")
+    return _VALUE_HEADER.pack(label, writer) + zlib_ng.compress(
+        counts.tobytes() + fixed.tobytes(), 1
+    )
+
+
+def decode_points_sample(value: bytes) -> tuple[list[np.ndarray], int, int]:
+    """The stored value -> (float32 (N, 2) point arrays, label, writer id).
+
+    Raises:
+        LmdbFormatError: not a zlib stream, or counts that do not fit the points.
+    """
+    label, writer = _VALUE_HEADER.unpack_from(value)
+    try:
+        raw = zlib_ng.decompress(memoryview(value)[_VALUE_HEADER.size :])
+    except zlib_ng.error as e:
+        raise LmdbFormatError(f"sample value is not a zlib stream ({e})") from None
+    data = np.frombuffer(raw, "<i2")
+    n = int(data[0]) if len(data) else -1
+    counts = data[1 : n + 1].astype(np.int64)
+    xy = data[n + 1 :]
+    if n < 0 or len(counts) != n or 2 * int(counts.sum()) != len(xy):
+        raise LmdbFormatError("trajectory sample: point counts do not fit the points")
+    points = xy.reshape(-1, 2).astype(np.float32) / np.float32(_POINT_SCALE)
+    return np.split(points, np.cumsum(counts)[:-1]), label, writer
 
 
 class LmdbWriter:

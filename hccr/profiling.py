@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from hccr.nets.registry import input_channels
 from hccr.preprocess import DEFAULT_IMAGE_SIZE
 
 
@@ -38,7 +39,9 @@ def count_macs(model: nn.Module, input_size: int = DEFAULT_IMAGE_SIZE, batch: in
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros(batch, 1, input_size, input_size, device=model_device(model))
+        x = torch.zeros(
+            batch, input_channels(model), input_size, input_size, device=model_device(model)
+        )
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
@@ -75,7 +78,7 @@ def measure_latency(
     torch.set_num_threads(threads)
     was_training = model.training
     model.eval()
-    x = torch.rand(batch, 1, input_size, input_size)
+    x = torch.rand(batch, input_channels(model), input_size, input_size)
     times = []
     try:
         with torch.inference_mode():

@@ -1,4 +1,8 @@
-"""The recogniser: any character image in, ranked candidate characters out.
+"""The recogniser: any character image (or pen trajectory) in, ranked candidate characters out.
+
+An online bundle (bundle.json `"input": "strokes"`) reads pen trajectories, drawn by
+`hccr.trajectory` with the bundle's `TrajectoryConfig` (`recognize_strokes`); an image bundle
+given strokes inks them and takes the image path.
 
 The only inference path: `hccr recognize` and the demo both go through `Recognizer`, and every
 pixel goes through `hccr.preprocess` with the bundle's `NormConfig`, exactly as at training.
@@ -50,6 +54,8 @@ from hccr.bundle import WEIGHTS_FILE, BundleError, load_bundle, load_bundle_info
 from hccr.charset import Charset
 from hccr.export_record import file_sha256
 from hccr.preprocess import NormConfig, preprocess, to_model_input, warm_up
+from hccr.trajectory import Strokes, TrajectoryConfig, prepare_strokes, strokes_to_ink
+from hccr.trajectory import warm_up as warm_up_trajectory
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +88,7 @@ class Recognizer:
         norm: the preprocessing the model was trained with.
         name: shown by the CLI and the demo.
         path: the bundle folder, when loaded from one.
+        trajectory: an online model's input features (None: an image model).
     """
 
     def __init__(
@@ -92,12 +99,15 @@ class Recognizer:
         *,
         name: str = "model",
         path: Path | None = None,
+        trajectory: TrajectoryConfig | None = None,
     ) -> None:
         if model is None and path is None:
             raise ValueError("a Recognizer needs a model or the bundle folder to load it from")
         self._model = model.eval() if model is not None else None
         self.charset = charset
         self.norm = norm
+        self.trajectory = trajectory
+        self.channels = trajectory.channels if trajectory is not None else 1
         self.name = name
         self.path = path
         self.backend = "torch"
@@ -117,6 +127,8 @@ class Recognizer:
         self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor], Any] | None = None
         # compiled (first run on a machine) or loaded now, so no request waits for it
         warm_up()
+        if trajectory is not None:
+            warm_up_trajectory()
 
     @property
     def model(self) -> nn.Module:
@@ -171,7 +183,9 @@ class Recognizer:
         if backend == "torch":
             return cls.from_loaded(load_bundle(folder))
         info = load_bundle_info(folder)
-        rec = cls(None, info.charset, info.norm, name=folder.name, path=folder)
+        rec = cls(
+            None, info.charset, info.norm, name=folder.name, path=folder, trajectory=info.trajectory
+        )
         for kind, filename in (("onnx", ONNX_FILE), ("torchscript", TORCHSCRIPT_FILE)):
             if backend not in ("auto", kind):
                 continue
@@ -193,7 +207,14 @@ class Recognizer:
     def from_loaded(cls, bundle: Bundle) -> Recognizer:
         """Wraps an already loaded bundle (float model)."""
         name = bundle.path.name if bundle.path is not None else bundle.arch
-        return cls(bundle.model, bundle.charset, bundle.norm, name=name, path=bundle.path)
+        return cls(
+            bundle.model,
+            bundle.charset,
+            bundle.norm,
+            name=name,
+            path=bundle.path,
+            trajectory=bundle.trajectory,
+        )
 
     def _try_export(self, kind: str, export: Path, num_threads: int | None) -> str | None:
         """Switches to the export if `open_export` accepts it; else says why not."""
@@ -203,7 +224,7 @@ class Recognizer:
             export.parent / WEIGHTS_FILE,
             len(self.charset),
             self._float_runner,
-            probe_batch(self.norm.size),
+            probe_batch(self.norm.size, self.channels),
             num_threads,
         )
         if runner is None:
@@ -218,13 +239,47 @@ class Recognizer:
     def image_size(self) -> int:
         return self.norm.size
 
+    @property
+    def input_kind(self) -> str:
+        """ "image", or "strokes" for an online model (it reads pen trajectories)."""
+        return "image" if self.trajectory is None else "strokes"
+
     def prepare(self, image: ImageLike) -> np.ndarray:
         """Any image (size, mode, polarity) -> the normalised (S, S) uint8 ink map the model sees.
 
         Raises:
             EmptyImageError: the image has no ink.
+            ValueError: this is an online model, which reads strokes, not images.
         """
+        if self.trajectory is not None:
+            raise ValueError(
+                f"{self.name} is an online model: it reads pen strokes (a .pot file, "
+                "recognize_strokes), not images; use an image model for images"
+            )
         return preprocess(image, self.norm)
+
+    def prepare_strokes(self, strokes: Strokes) -> np.ndarray:
+        """Pen strokes [[(x, y), ...], ...] (any units, y down) -> what the model sees: the
+        (C, S, S) maps of an online model, or the (S, S) ink map of an image model (inked,
+        then `hccr.preprocess`).
+
+        Raises:
+            EmptyImageError (EmptyDrawingError): no points. ValueError: malformed strokes.
+        """
+        if self.trajectory is not None:
+            return prepare_strokes(strokes, self.trajectory)
+        return preprocess(strokes_to_ink(strokes), self.norm)
+
+    def recognize_strokes(
+        self, strokes: Strokes, topk: int = 10, profile: WriterProfile | None = None
+    ) -> list[Candidate]:
+        """Ranks the top `topk` characters for one drawing: a list of strokes, each a list of
+        (x, y) points (any units, y down), e.g. `[[(0, 0), (10, 0)], [(5, -5), (5, 5)]]`.
+
+        Raises:
+            EmptyImageError (EmptyDrawingError): no points. ValueError: malformed strokes.
+        """
+        return self.recognize_prepared(self.prepare_strokes(strokes)[None], topk, profile)[0]
 
     def recognize(
         self,
@@ -260,9 +315,9 @@ class Recognizer:
         x = np.asarray(prepared)  # a CPU torch tensor too, without importing torch
         if x.ndim == 3:
             x = x[:, None]  # (B, S, S) -> (B, 1, S, S)
-        S = self.norm.size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, S, S):
-            raise ValueError(f"expected normalised images (B, 1, {S}, {S}), got {tuple(x.shape)}")
+        S, C = self.norm.size, self.channels
+        if x.ndim != 4 or tuple(x.shape[1:]) != (C, S, S):
+            raise ValueError(f"expected normalised input (B, {C}, {S}, {S}), got {tuple(x.shape)}")
         return to_model_input(np.ascontiguousarray(x))
 
     def _logits(

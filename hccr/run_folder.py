@@ -19,6 +19,7 @@ from hccr.atomic import atomic_write, atomic_write_text
 from hccr.bundle import BundleError
 from hccr.charset import Charset
 from hccr.preprocess import NormConfig
+from hccr.trajectory import TrajectoryConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"
@@ -40,6 +41,7 @@ class RunSpec:
     record: dict[str, Any] = field(default_factory=dict)  # config.json (configs, command, ...)
     peer_arch: str | None = None  # mutual learning: the peer is saved as a bundle in RUN_DIR/peer
     peer_kwargs: dict[str, Any] | None = None
+    trajectory: TrajectoryConfig | None = None  # an online model's input (None: images)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -22,7 +22,7 @@ from hccr.bundle import Bundle, BundleError, load_bundle, resolve_model
 from hccr.config import TrainConfig
 from hccr.device import resolve_device, seed_everything
 from hccr.engine import CrossEntropyObjective
-from hccr.evaluate import DataMismatchError, check_data_matches
+from hccr.evaluate import DataMismatchError, check_data_matches, check_input_matches
 from hccr.fit import fit
 from hccr.run_folder import CHECKPOINT_FILE, RunSpec
 
@@ -30,16 +30,26 @@ __all__ = ["INIT_GIVES", "TrainConfig", "build_model", "load_datasets", "run_tra
 
 
 def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
-    """Training (augmented) and validation LmdbDatasets, checked to share charset and preprocessing."""
-    from hccr.augment import train_augment
+    """Training (augmented) and validation LmdbDatasets, checked to share charset and preprocessing.
+
+    A trajectory LMDB is augmented on its points (`StrokeAugment`), an image LMDB on its pixels.
+    """
+    from hccr.augment import StrokeAugment, train_augment
     from hccr.dataset import LmdbDataset
 
     if not cfg.data or not cfg.val:
         raise ValueError("--data TRAIN.lmdb and --val VAL.lmdb are both required")
     probe = LmdbDataset(cfg.data)
-    transform = train_augment(probe.image_size, cfg.augment) if cfg.augment > 0 else None
+    transform: Any = None
+    if cfg.augment > 0:
+        transform = (
+            StrokeAugment(cfg.augment)
+            if probe.trajectory is not None
+            else train_augment(probe.image_size, cfg.augment)
+        )
     train_set = LmdbDataset(cfg.data, transform=transform)
     val_set = LmdbDataset(cfg.val)
+    check_input_matches(cfg.val, val_set, train_set.trajectory, str(cfg.data))
     if train_set.charset != val_set.charset:
         raise DataMismatchError(
             f"{cfg.val}: charset ({len(val_set.charset)} classes) differs from {cfg.data}'s "
@@ -49,10 +59,14 @@ def load_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     return train_set, val_set
 
 
-def load_matching_bundle(spec: str, train_set: Dataset, data_path: str) -> Bundle:
-    """A trained bundle whose charset and preprocessing match the training LMDB."""
+def load_matching_bundle(
+    spec: str, train_set: Dataset, data_path: str, widen: bool = False
+) -> Bundle:
+    """A trained bundle whose charset and preprocessing match the training LMDB; `widen`:
+    an image bundle may start a model on a trajectory LMDB (`expand_input_channels`)."""
     path = resolve_model(spec)
     bundle = load_bundle(path)
+    check_input_matches(data_path, train_set, bundle.trajectory, str(path), widen)
     if bundle.charset != train_set.charset:
         raise DataMismatchError(
             f"{data_path}: charset ({len(train_set.charset)} classes) differs from model {path}'s "
@@ -85,23 +99,37 @@ def build_model(
     Resuming an --init run (`resume_dir`) takes the architecture from the run's checkpoint: the
     bundle may have been replaced or deleted since (e.g. by exporting the run over it).
     """
-    from hccr.nets import create_model
+    from hccr.nets import create_model, expand_input_channels, input_channels
 
+    channels = int(getattr(train_set, "channels", 1))
+    if cfg.in_chans not in (0, channels):
+        raise ValueError(f"--in-chans {cfg.in_chans}: {cfg.data} holds {channels}-channel samples")
     if not cfg.init:
         n = len(train_set.charset)
-        return create_model(cfg.arch, num_classes=n, **cfg.parsed_model_kwargs()), cfg.arch, {}
+        kwargs = {"in_chans": channels, **cfg.parsed_model_kwargs()}
+        return create_model(cfg.arch, num_classes=n, **kwargs), cfg.arch, {}
     if resume_dir is not None:
         model = model_from_checkpoint(resume_dir)
         return model, model.arch, {"init": cfg.init}
     if cfg.model_kwargs:
         raise ValueError("--init takes the architecture from the bundle: drop --model-kwargs")
-    bundle = load_matching_bundle(cfg.init, train_set, cfg.data)
+    bundle = load_matching_bundle(cfg.init, train_set, cfg.data, widen=cfg.in_chans > 1)
     if cfg.arch not in (TrainConfig().arch, bundle.arch):
         raise ValueError(
             f"--init {cfg.init} is a {bundle.arch}; drop --arch {cfg.arch} (the bundle gives it)"
         )
     record = {"init": str(bundle.path), "init_metrics": bundle.metrics}
-    return bundle.model.train(), bundle.arch, record
+    model = bundle.model
+    if input_channels(model) != channels:
+        if cfg.in_chans != channels or input_channels(model) != 1:
+            raise DataMismatchError(
+                f"{cfg.data}: {channels}-channel samples, model {bundle.path} takes "
+                f"{input_channels(model)} (an image bundle starts an online model with "
+                f"--in-chans {channels})"
+            )
+        model = expand_input_channels(model, channels)
+        record["init_in_chans"] = channels
+    return model.train(), bundle.arch, record
 
 
 def prepare(cfg: TrainConfig) -> torch.device:
@@ -132,6 +160,7 @@ def run_train(
         kwargs=model_kwargs(model),
         charset=train_set.charset,
         norm=train_set.norm,
+        trajectory=train_set.trajectory,
         record=run_record("train", command, cfg, **start),
     )
     objective = CrossEntropyObjective(model.to(device), cfg.label_smoothing)

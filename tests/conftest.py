@@ -42,6 +42,16 @@ def tiny_recognizer(tiny_bundle_path: Path):
     return Recognizer.from_bundle(tiny_bundle_path)
 
 
+@pytest.fixture(scope="session")
+def tiny_online_bundle_path(
+    tiny_bundle_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The tiny bundle widened to an online (9-channel trajectory) bundle (issue 26)."""
+    from tiny_bundle import make_online_bundle
+
+    return make_online_bundle(tiny_bundle_path, tmp_path_factory.mktemp("online") / "tiny10-online")
+
+
 # --- demo fixtures (issue 21) -----------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

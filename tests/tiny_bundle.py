@@ -97,3 +97,20 @@ def train_tiny_bundle(out: Path, steps: int = 300, seed: int = 0) -> Path:
     charset = Charset(TINY_CHARS, name="tiny10")
     return save_bundle(out, model, TINY_ARCH, dict(TINY_KWARGS), charset, TINY_NORM,
                        metrics={"val_top1": accuracy})  # fmt: skip
+
+
+def make_online_bundle(image_bundle: Path, out: Path) -> Path:
+    """The tiny image bundle widened to read 9-channel trajectory maps (untrained directions:
+    it answers as the image model does on the ink channel), exported to ONNX like a shipped one."""
+    from hccr.bundle import load_bundle
+    from hccr.export import export_model
+    from hccr.nets import expand_input_channels
+    from hccr.trajectory import TrajectoryConfig
+
+    bundle = load_bundle(image_bundle)
+    model = expand_input_channels(bundle.model, 9).eval()
+    trajectory = TrajectoryConfig(size=bundle.norm.size)
+    save_bundle(out, model, bundle.arch, dict(model.kwargs), bundle.charset, bundle.norm,
+                trajectory=trajectory)  # fmt: skip
+    export_model(model, out / "model.onnx", input_size=bundle.norm.size)
+    return out

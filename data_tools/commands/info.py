@@ -1,4 +1,5 @@
-"""Describe an hccr LMDB: samples, classes, writers, image size, normalisation, sources."""
+"""Describe an hccr LMDB: samples, classes, writers, input kind (image or strokes), image
+size, normalisation, sources."""
 
 from __future__ import annotations
 
@@ -28,8 +29,20 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  writers      {info['num_writers']}")
     print(f"  image size   {info['image_size']}x{info['image_size']}")
-    norm = info["norm"]
-    print(f"  norm         {norm['method']} (margin {norm['margin']}, stretch {norm['stretch']})")
+    if info["input"] == "strokes":
+        t = info["trajectory"]
+        maps = 1 + 8 + int(t["pen_up"])
+        print(
+            f"  input        strokes: normalised pen points, drawn as {maps} maps (ink, 8 "
+            f"directions{', pen-up' if t['pen_up'] else ''}; pen {t['pen_width']} px, "
+            f"step {t['step']} px)"
+        )
+    else:
+        norm = info["norm"]
+        print("  input        image")
+        print(
+            f"  norm         {norm['method']} (margin {norm['margin']}, stretch {norm['stretch']})"
+        )
     print(f"  size on disk {info['size_bytes'] / 1e6:.1f} MB")
     if info.get("skipped"):
         for reason, n in info["skipped"].items():

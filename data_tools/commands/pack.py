@@ -1,5 +1,8 @@
 """Pack CASIA-HWDB `.gnt` / OLHWDB `.pot` files into a normalised hccr LMDB.
 
+`--input strokes` (`.pot` only) stores each record's pen trajectory as normalised points for an
+online model (`hccr.trajectory`) instead of a normalised image.
+
 The main process checks each file's record framing (size fields only), then a pool of workers
 parses, normalises and compresses chunks of records while the main process writes them in
 order. Output is atomic: an interrupted or failed pack leaves no LMDB behind. Every record read
@@ -24,6 +27,7 @@ from data_tools.pack import (
 from hccr.charset import Charset
 from hccr.lmdb_format import check_output
 from hccr.preprocess import DEFAULT_IMAGE_SIZE, NORM_METHODS, NormConfig
+from hccr.trajectory import INPUT_KINDS, TrajectoryConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=".pot pen width, fraction of the character box",
     )
     parser.add_argument(
+        "--input",
+        default="image",
+        choices=INPUT_KINDS,
+        help="image: normalised images (the image model's input); strokes: the .pot pen "
+        "trajectories as normalised points, drawn as ink + 8 direction maps when read (the "
+        "online model's input; .pot sources only) (default: image)",
+    )
+    parser.add_argument(
+        "--pen-up",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --input strokes: a 10th map of the pen's moves between strokes",
+    )
+    parser.add_argument(
         "--skip-bad",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -98,8 +116,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     seen = seen_chars(sources) if args.charset == "seen" else None
     charset = Charset.from_spec(args.charset, seen)
+    trajectory = (
+        TrajectoryConfig(size=args.size, pen_up=args.pen_up) if args.input == "strokes" else None
+    )
     options = PackOptions(
-        NormConfig(size=args.size, method=args.norm), charset, args.pen_width, args.skip_bad
+        NormConfig(size=args.size, method=args.norm),
+        charset,
+        args.pen_width,
+        args.skip_bad,
+        trajectory,
     )
     meta = pack(
         sources, args.out, options, args.workers, args.overwrite, args.report, args.progress

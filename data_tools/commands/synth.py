@@ -16,6 +16,7 @@ Examples:
   hccr-data synth -o data/synth-train.lmdb --per-char 100
   hccr-data synth -o data/synth-val.lmdb --per-char 10 --split val
   hccr-data synth --preview sheet.png
+  hccr-data synth -o data/synth-online.lmdb --per-char 100 --input strokes --styles strokes
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from data_tools.sampler import (
 from data_tools.synth import write_synth
 from hccr.charset import Charset
 from hccr.preprocess import DEFAULT_IMAGE_SIZE, NORM_METHODS, NormConfig
+from hccr.trajectory import INPUT_KINDS, TrajectoryConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +120,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="look for fonts here instead of asking fc-list (repeatable)",
     )
+    parser.add_argument(
+        "--input",
+        default="image",
+        choices=INPUT_KINDS,
+        help="image: normalised images; strokes: pen trajectories (normalised points, drawn as "
+        "ink + 8 direction maps when read) for an online model. Only the strokes style makes "
+        "trajectories: --input strokes needs --styles strokes (default: image)",
+    )
+    parser.add_argument(
+        "--pen-up",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="with --input strokes: a 10th map of the pen's moves between strokes",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output LMDB")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
@@ -139,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
         styles=parse_styles(args.styles),
         features=parse_features(args.features),
         norm=NormConfig(size=args.size, method=args.norm),
+        trajectory=(
+            TrajectoryConfig(size=args.size, pen_up=args.pen_up)
+            if args.input == "strokes"
+            else None
+        ),
     )
     try:
         faces = fonts_for_split(discover_fonts(args.font_dir), args.split)

@@ -35,12 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hccr.bundle import load_bundle, resolve_model
     from hccr.dataset import LmdbDataset
-    from hccr.evaluate import DataMismatchError, check_data_matches, evaluate, label_map
+    from hccr.evaluate import (
+        DataMismatchError,
+        check_data_matches,
+        check_input_matches,
+        evaluate,
+        label_map,
+    )
 
     path = resolve_model(args.model)
     bundle = load_bundle(path)
     dataset = LmdbDataset(args.data)
     check_data_matches(args.data, dataset.norm, bundle.norm, str(path))
+    check_input_matches(args.data, dataset, bundle.trajectory, str(path))
     mapping = label_map(dataset.charset, bundle.charset)
     if mapping is not None and not bool((mapping >= 0).any()):
         raise DataMismatchError(

@@ -221,7 +221,7 @@ def _write_bundle(src: Path, dst: Path, half: bool) -> Path:
     meta = b.meta
     out = save_bundle(dst, b.model, b.arch, b.kwargs, b.charset, b.norm,
                       metrics=meta.get("metrics"), train_config=meta.get("train_config"),
-                      half=half)  # fmt: skip
+                      half=half, trajectory=b.trajectory)  # fmt: skip
     card = out / CARD_FILE
     if not is_generated_card(card):
         print(f"kept the hand-written model card {card}: update its figures by hand",

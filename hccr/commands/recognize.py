@@ -1,4 +1,8 @@
-"""Recognise characters in image files, folders, .gnt files and .lmdb folders.
+"""Recognise characters in image files, folders, .gnt / .pot files and .lmdb folders.
+
+An online bundle (`--model gb1-online`) reads the pen trajectories of `.pot` files and
+trajectory LMDBs (an image given to it is an error line); an image bundle reads everything,
+`.pot` strokes inked first.
 
 Each character gets one output line (table, csv or jsonl), streamed as batches finish, with a
 progress bar on stderr. `.gnt` and `.lmdb` samples carry their label, so accuracy is printed at
@@ -6,10 +10,11 @@ the end. An unreadable, non-image or empty file, or a corrupt `.gnt` record, get
 stderr naming the path (and byte offset); the run goes on (in a `.gnt`, with the next record when
 the bad one's size field still frames it) and exits 1 with a count of failures. `jsonl` escapes
 file names that are not UTF-8 (`\\udcff`), so every line parses.
-Folders are searched recursively for images, `.gnt` files and `.lmdb` folders.
+Folders are searched recursively for images, `.gnt` / `.pot` files and `.lmdb` folders.
 
   hccr recognize scans/ --format csv > out.csv
   hccr recognize HWDB1.1tst_gnt/*.gnt --model gb1-teacher --topk 5
+  hccr recognize OLHWDB1.1tst_pot/*.pot --model gb1-online
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from hccr.commands.result_writer import FORMATS, ResultWriter
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image files, folders (recursive), .gnt files, .lmdb folders")  # fmt: skip
+                        help="image files, folders (recursive), .gnt / .pot files, .lmdb folders")  # fmt: skip
     parser.add_argument("--model", default=None,
                         help="bundle name in models/, bundle folder or run folder (default: the shipped student)")  # fmt: skip
     parser.add_argument("--topk", type=int, default=5, help="candidates per character (default: 5)")
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     # Worker start-up costs more than it saves on a handful of images.
     small = all(s.kind == "image" for s in sources) and len(sources) <= args.batch_size
     workers = 0 if small else max(args.workers, 0)
-    reader = RecognizeReader(sources, recognizer.norm, args.batch_size)
+    reader = RecognizeReader(sources, recognizer.norm, args.batch_size, recognizer.trajectory)
     loader = loader_batches(reader, workers) if workers else in_process(reader)
     show = err.isatty() if args.progress is None else args.progress
     total = count_items(sources) if show else None

@@ -1,5 +1,9 @@
 """Input side of `hccr recognize`: which files are inputs, and their normalised samples in order.
 
+An online model (`trajectory` set) reads pen trajectories: `.pot` records and trajectory LMDBs,
+drawn as its maps; an image model reads images, `.gnt` and image LMDBs, and `.pot` records inked.
+What a model cannot read is one error line per input.
+
 Plain Python and numpy; torch is imported only when DataLoader workers read many inputs.
 """
 
@@ -21,9 +25,9 @@ IMAGE_EXTENSIONS = (
 
 @dataclass(frozen=True)
 class Source:
-    """One input: an image file, a .gnt file or an .lmdb folder."""
+    """One input: an image file, a .gnt or .pot file or an .lmdb folder."""
 
-    kind: str  # "image" | "gnt" | "lmdb"
+    kind: str  # "image" | "gnt" | "pot" | "lmdb"
     path: Path
 
 
@@ -56,8 +60,8 @@ def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[st
                         dirs.remove(d)  # an LMDB's files are not images
                 for name in sorted(files):
                     suffix = Path(name).suffix.lower()
-                    if suffix == ".gnt":
-                        sources.append(Source("gnt", root_path / name))
+                    if suffix in (".gnt", ".pot"):
+                        sources.append(Source(suffix[1:], root_path / name))
                     elif suffix in IMAGE_EXTENSIONS:
                         sources.append(Source("image", root_path / name))
                     else:
@@ -65,10 +69,11 @@ def collect_sources(inputs: Sequence[str | Path]) -> tuple[list[Source], list[st
             if skipped:
                 notes.append(
                     f"{path}: skipped {skipped} file(s) that are not images "
-                    f"({', '.join(IMAGE_EXTENSIONS)}), .gnt files or .lmdb folders"
+                    f"({', '.join(IMAGE_EXTENSIONS)}), .gnt / .pot files or .lmdb folders"
                 )
         elif path.is_file():
-            kind = "gnt" if path.suffix.lower() == ".gnt" else "image"
+            suffix = path.suffix.lower()
+            kind = suffix[1:] if suffix in (".gnt", ".pot") else "image"
             sources.append(Source(kind, path))
         else:
             errors.append(f"{path}: no such file or folder")
@@ -90,10 +95,20 @@ class RecognizeReader:
     (a sample or an error), which keeps the blocks aligned.
     """
 
-    def __init__(self, sources: Sequence[Source], norm: Any, block: int) -> None:
+    def __init__(
+        self, sources: Sequence[Source], norm: Any, block: int, trajectory: Any = None
+    ) -> None:
         self.sources = list(sources)
         self.norm = norm
         self.block = block
+        self.trajectory = trajectory  # an online model's TrajectoryConfig; None: an image model
+
+    def _not_strokes(self, path: Path, what: str) -> dict | None:
+        """The error record for an image input given to an online model, else None."""
+        if self.trajectory is None:
+            return None
+        message = f"{path}: {what}; the online model reads pen strokes (.pot, trajectory LMDB)"
+        return _item(path, None, None, error=message)
 
     def iter_items(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict]:
         counter = 0
@@ -105,7 +120,8 @@ class RecognizeReader:
                 counter += 1
 
     def _iter_image(self, path: Path) -> Iterator:
-        yield lambda: self._load_image(path)
+        refused = self._not_strokes(path, "an image")
+        yield (lambda: refused) if refused else (lambda: self._load_image(path))
 
     def _load_image(self, path: Path) -> dict:
         from PIL import Image, UnidentifiedImageError
@@ -125,8 +141,13 @@ class RecognizeReader:
         return _item(path, None, None, image=image[None])
 
     def _iter_gnt(self, path: Path) -> Iterator:
-        from hccr.casia import CasiaFormatError, iter_gnt, scan_records
+        from hccr.casia import iter_gnt
         from hccr.preprocess import EmptyImageError, ink_from_white_background, normalize
+
+        refused = self._not_strokes(path, "a .gnt file holds images")
+        if refused:
+            yield lambda: refused
+            return
 
         def sample(i: int, record) -> dict:
             try:
@@ -135,6 +156,30 @@ class RecognizeReader:
                 where = f"{path}: record {i} at byte {record.offset}"
                 return _item(path, i, record.char, error=f"{where}: empty bitmap (no ink)")
             return _item(path, i, record.char, image=image[None])
+
+        yield from self._iter_records(path, iter_gnt, sample)
+
+    def _iter_pot(self, path: Path) -> Iterator:
+        from hccr.casia import iter_pot
+        from hccr.preprocess import EmptyImageError, normalize
+        from hccr.trajectory import prepare_strokes, strokes_to_ink
+
+        def sample(i: int, record) -> dict:
+            try:
+                if self.trajectory is not None:
+                    maps = prepare_strokes(record.strokes, self.trajectory)
+                else:  # an image model: the strokes inked, then the image normalisation
+                    maps = normalize(strokes_to_ink(record.strokes), self.norm)[None]
+            except (EmptyImageError, ValueError) as e:
+                where = f"{path}: record {i} at byte {record.offset}"
+                return _item(path, i, record.char, error=f"{where}: {e}")
+            return _item(path, i, record.char, image=maps)
+
+        yield from self._iter_records(path, iter_pot, sample)
+
+    def _iter_records(self, path: Path, records: Any, sample: Any) -> Iterator:
+        """Items of a CASIA file (`records`: iter_gnt or iter_pot), bad records as errors."""
+        from hccr.casia import CasiaFormatError, scan_records
 
         def failed(i: int, message: str) -> Iterator:
             message = message if message.startswith(str(path)) else f"{path}: {message}"
@@ -150,7 +195,7 @@ class RecognizeReader:
         index, start = 0, 0
         while True:
             try:
-                for record in iter_gnt(path, start):
+                for record in records(path, start):
                     yield lambda i=index, record=record: sample(i, record)
                     index += 1
                 return
@@ -175,12 +220,17 @@ class RecognizeReader:
 
         from hccr.dataset import LmdbDataset
         from hccr.preprocess import EmptyImageError, normalize
+        from hccr.trajectory import draw
 
         try:
             dataset = LmdbDataset(path)
             dataset.env  # noqa: B018 (opened and checked now: a damaged LMDB is one error line)
             renormalize = dataset.norm != self.norm
             chars = dataset.charset.chars
+            if (dataset.trajectory is None) != (self.trajectory is None):
+                held = "images" if dataset.trajectory is None else "pen trajectories"
+                model = "an online model" if self.trajectory is not None else "an image model"
+                raise ValueError(f"{path}: holds {held}, which {model} does not read")
         except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
             message = str(e) if str(e).startswith(str(path)) else f"{path}: cannot open LMDB: {e}"
             yield lambda: _item(path, None, None, error=message)
@@ -188,6 +238,10 @@ class RecognizeReader:
 
         def sample(i: int) -> dict:
             try:
+                if self.trajectory is not None:  # drawn as the model draws its input
+                    points, label, _ = dataset.read_points(i)
+                    label_char = chars[label] if 0 <= label < len(chars) else None
+                    return _item(path, i, label_char, image=draw(points, self.trajectory))
                 image, label, _ = dataset.read(i)
                 if renormalize:  # packed with another NormConfig than the model's
                     image = normalize(image, self.norm)
@@ -217,12 +271,12 @@ def _next_record(scan_records: Any, path: Path, offset: int) -> int | None:
 
 
 def count_items(sources: Sequence[Source]) -> int | None:
-    """Items to expect, for the progress bar; None when a .gnt is among them (unknown count)."""
+    """Items to expect, for the progress bar; None when a .gnt / .pot is among them."""
     from hccr.lmdb_format import read_meta
 
     total = 0
     for s in sources:
-        if s.kind == "gnt":
+        if s.kind in ("gnt", "pot"):
             return None
         if s.kind == "lmdb":
             try:
@@ -235,7 +289,7 @@ def count_items(sources: Sequence[Source]) -> int | None:
 
 
 def collate(items: list[dict]) -> dict:
-    """Keeps per-item fields as lists and stacks the valid images into (N, 1, S, S) uint8."""
+    """Keeps per-item fields as lists and stacks the valid images into (N, C, S, S) uint8."""
     images = [it["image"] for it in items if it["image"] is not None]
     batch = {key: [it[key] for it in items] for key in ("source", "index", "label", "error")}
     batch["images"] = np.stack(images) if images else None

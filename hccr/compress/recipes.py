@@ -178,6 +178,7 @@ def _finetune_from_source(
         kwargs=model_kwargs(student),
         charset=src.bundle.charset,
         norm=src.bundle.norm,
+        trajectory=src.bundle.trajectory,
         record=run_record(f"compress-{method}", command, cfg, **record),
     )
     return fit(objective, cfg, out, spec, src.train_set, src.val_set, resume=resume)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from hccr.distill.losses import build_adapters, hint_loss, kd_loss, mutual_kd_loss
 from hccr.distill.taps import stages_and_logits
 from hccr.engine import CrossEntropyObjective, Objective
+from hccr.nets.registry import input_channels
 from hccr.preprocess import DEFAULT_IMAGE_SIZE
 
 KD_MODES = ("logit", "feature", "mutual")
@@ -76,6 +77,9 @@ class LogitKdObjective(Objective):
         super().__init__()
         self.student = student
         self.teacher = freeze(teacher)
+        # an image teacher of an online student sees the ink channel only (channel 0 of the
+        # trajectory maps is drawn to look like its input)
+        self.teacher_chans = input_channels(teacher)
         self.temperature = temperature
         self.alpha = alpha
         self.label_smoothing = label_smoothing
@@ -92,7 +96,7 @@ class LogitKdObjective(Objective):
 
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            teacher_logits = self.teacher(images)
+            teacher_logits = self.teacher(images[:, : self.teacher_chans])
         ce, kd = self._ce_and_kd(self.student(images), teacher_logits, labels)
         return {"loss": self.alpha * ce + (1 - self.alpha) * kd, "ce": ce, "kd": kd}
 
@@ -129,7 +133,9 @@ class FeatureKdObjective(LogitKdObjective):
 
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with torch.no_grad():
-            t_stages, teacher_logits = stages_and_logits(self.teacher, images)
+            t_stages, teacher_logits = stages_and_logits(
+                self.teacher, images[:, : self.teacher_chans]
+            )
         s_stages, logits = stages_and_logits(self.student, images)
         ce, kd = self._ce_and_kd(logits, teacher_logits, labels)
         hints = []
@@ -183,7 +189,9 @@ def probe_stage_shapes(
         was_training = model.training
         model.eval()
         p = next(model.parameters())
-        x = torch.zeros(2, 1, image_size, image_size, device=p.device, dtype=p.dtype)
+        x = torch.zeros(
+            2, input_channels(model), image_size, image_size, device=p.device, dtype=p.dtype
+        )
         shapes.append([tuple(s.shape) for s in model.forward_stages(x)])
         model.train(was_training)
     return shapes[0], shapes[1]

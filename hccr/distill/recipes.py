@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from hccr.bundle import load_bundle, load_bundle_info, resolve_model
+from hccr.bundle import load_bundle_info, resolve_model
 from hccr.config import TrainConfig
 from hccr.distill.objectives import DistillConfig, build_objective
 from hccr.distill.teacher_check import check_is_teacher, check_teacher_fits
@@ -59,15 +59,17 @@ def run_distill(
     more: dict[str, Any] = {"distill": asdict(dcfg), **start}
     other: nn.Module
     if teacher_info is None:
-        bundle = load_matching_bundle(teacher, train_set, cfg.data) if teacher else None
+        bundle = load_matching_bundle(teacher, train_set, cfg.data, widen=True) if teacher else None
         peer_arch = peer_arch or (bundle.arch if bundle else "teacher_cnn")
         kwargs = dict(peer_kwargs or (bundle.kwargs if bundle and bundle.arch == peer_arch else {}))
         kwargs.pop("num_classes", None)
+        kwargs["in_chans"] = train_set.channels  # the peer reads what the student reads
         other = create_model(peer_arch, num_classes=n, **kwargs)
         peer_kwargs = model_kwargs(other)
         more.update(peer_arch=peer_arch, peer_kwargs=peer_kwargs)
     else:
-        bundle = load_bundle(teacher_info.path)
+        # an image teacher may teach an online student: it is given the ink channel
+        bundle = load_matching_bundle(str(teacher_info.path), train_set, cfg.data, widen=True)
         other = bundle.model
         cost = check_is_teacher(bundle.path, other, student, train_set.image_size)
         more.update(
@@ -88,6 +90,7 @@ def run_distill(
         kwargs=model_kwargs(student),
         charset=charset,
         norm=train_set.norm,
+        trajectory=train_set.trajectory,
         record=run_record("distill", command, cfg, **more),
         peer_arch=peer_arch if dcfg.kd_mode == "mutual" else None,
         peer_kwargs=peer_kwargs,

@@ -5,6 +5,8 @@ from hccr.nets.cnn import HccrNet
 from hccr.nets.registry import (
     UnknownModelError,
     create_model,
+    expand_input_channels,
+    input_channels,
     is_model,
     list_models,
     model_kwargs,
@@ -15,6 +17,8 @@ __all__ = [
     "HccrNet",
     "UnknownModelError",
     "create_model",
+    "expand_input_channels",
+    "input_channels",
     "is_model",
     "list_models",
     "model_kwargs",

@@ -69,7 +69,7 @@ def _expand_channels(channels: Sequence[int], depths: Sequence[int]) -> list[int
 
 
 class HccrNet(nn.Module):
-    """A stage CNN for (B, 1, S, S) inputs in [0, 1], ink bright.
+    """A stage CNN for (B, C, S, S) inputs in [0, 1], ink bright (C = `in_chans`).
 
     Args:
         num_classes: classifier outputs.
@@ -83,6 +83,8 @@ class HccrNet(nn.Module):
         ranks: low-rank layers, module name ("blocks.<i>", "feat", "classifier") -> rank.
         stem: "pool" (3x3 conv, then stage 0's 2x2 max-pool) or "stride2" (the first block is
             a 4x4 stride-2 conv in place of both; it must be a "conv" block without a rank).
+        in_chans: input channels: 1 for ink images, `TrajectoryConfig.channels` for the
+            direction-decomposed maps of an online model (`hccr.trajectory`).
     """
 
     def __init__(
@@ -97,8 +99,11 @@ class HccrNet(nn.Module):
         groups: int = 4,
         ranks: dict[str, int] | None = None,
         stem: str = "pool",
+        in_chans: int = 1,
     ) -> None:
         super().__init__()
+        if in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
         depths = [int(d) for d in depths]
         if not depths or min(depths) < 1:
             raise ValueError(f"depths must be positive, got {depths}")
@@ -121,12 +126,13 @@ class HccrNet(nn.Module):
             "groups": int(groups),
             "ranks": dict(sorted(ranks.items())),
             "stem": stem,
+            "in_chans": int(in_chans),
         }
         self.num_classes, self.feat_dim = int(num_classes), int(feat_dim)
         self.stage_ends = [sum(depths[: s + 1]) - 1 for s in range(len(depths))]
         # block indices followed by the 2x2 max-pool; a strided stem already halved stage 0
         self.pool_after = set(self.stage_ends[1:] if stem == "stride2" else self.stage_ends)
-        in_channels = 1
+        in_channels = int(in_chans)
         layers = []
         for i, (width, kind) in enumerate(zip(widths, kinds, strict=True)):
             if i == 0 and stem == "stride2":

@@ -58,3 +58,47 @@ def model_kwargs(model: nn.Module) -> dict[str, Any]:
     if not hasattr(model, "kwargs"):
         raise ValueError(f"{type(model).__name__} was not built by the hccr registry (no .kwargs)")
     return copy.deepcopy(model.kwargs)
+
+
+def input_channels(model: nn.Module) -> int:
+    """Input channels of a registry network: 1 (ink images) unless its kwargs say `in_chans`."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return int(getattr(model, "kwargs", {}).get("in_chans", 1))
+
+
+def expand_input_channels(model: nn.Module, in_chans: int) -> nn.Module:
+    """A copy of a 1-channel (ink image) registry network taking `in_chans` channels, channel 0
+    being the ink: the first conv keeps its weights for channel 0 and gets zeros for the others,
+    so on an input whose other channels are anything the copy answers exactly as `model` does on
+    channel 0 alone, until training moves those weights. How an online model starts from the
+    image student (`hccr train --init BUNDLE --in-chans 9`).
+
+    Raises:
+        ValueError: `model` is not a 1-channel network, or its first layer mixes channels in a
+            way a zero extension cannot keep (a depthwise first block).
+    """
+    import torch
+
+    if input_channels(model) != 1:
+        raise ValueError(
+            f"expanding needs a 1-channel model, this one takes {input_channels(model)}"
+        )
+    kwargs = model_kwargs(model)
+    kwargs["in_chans"] = int(in_chans)
+    new = create_model(model.arch, **kwargs)
+    old_state, state = model.state_dict(), new.state_dict()
+    for key, value in state.items():
+        old = old_state[key]
+        if old.shape == value.shape:
+            state[key] = old.clone()
+            continue
+        if old.dim() != 4 or old.shape[1] != 1 or old.shape[0] != value.shape[0]:
+            raise ValueError(
+                f"{model.arch}: cannot widen {key} from {tuple(old.shape)} to {tuple(value.shape)}"
+            )
+        widened = torch.zeros_like(value)
+        widened[:, :1] = old
+        state[key] = widened
+    new.load_state_dict(state, strict=True)
+    return new.train(model.training)

@@ -70,10 +70,21 @@ def _register_student(
         groups: int = 4,
         ranks: dict[str, int] | None = None,
         stem: str = "pool",
+        in_chans: int = 1,
     ) -> HccrNet:
         blocks = _first_conv_then(kind, depths) if blocks is None else blocks
         return HccrNet(
-            num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks, stem
+            num_classes,
+            channels,
+            depths,
+            blocks,
+            feat_dim,
+            pool_size,
+            dropout,
+            groups,
+            ranks,
+            stem,
+            in_chans,
         )
 
     builder.__name__ = builder.__qualname__ = name

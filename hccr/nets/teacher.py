@@ -34,8 +34,19 @@ def teacher_cnn(
     groups: int = 4,
     ranks: dict[str, int] | None = None,
     stem: str = "pool",
+    in_chans: int = 1,
 ) -> HccrNet:
     """The teacher: plain 3x3 conv + BN + ReLU blocks and a 1024-d FC feature layer."""
     return HccrNet(
-        num_classes, channels, depths, blocks, feat_dim, pool_size, dropout, groups, ranks, stem
+        num_classes,
+        channels,
+        depths,
+        blocks,
+        feat_dim,
+        pool_size,
+        dropout,
+        groups,
+        ranks,
+        stem,
+        in_chans,
     )
