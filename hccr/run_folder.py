@@ -49,6 +49,12 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def _kwargs_key(kwargs: dict[str, Any]) -> str:
+    """Constructor kwargs for comparison; checkpoints written before nets took `in_chans` read
+    ink images, so a missing `in_chans` is 1."""
+    return json.dumps({"in_chans": 1, **kwargs}, sort_keys=True)
+
+
 def check_resumable(checkpoint: dict[str, Any], path: Path, spec: RunSpec) -> None:
     """One-line error when a checkpoint belongs to another architecture or class count."""
     ck_arch = checkpoint.get("arch")
@@ -60,7 +66,7 @@ def check_resumable(checkpoint: dict[str, Any], path: Path, spec: RunSpec) -> No
             f"{spec.arch} with {n} classes (check --arch and --data)"
         )
     ck_kwargs = checkpoint.get("kwargs") or {}
-    if json.dumps(ck_kwargs, sort_keys=True) != json.dumps(spec.kwargs, sort_keys=True):
+    if _kwargs_key(ck_kwargs) != _kwargs_key(spec.kwargs):
         raise BundleError(
             f"{path}: checkpoint was built with other {spec.arch} kwargs ({json.dumps(ck_kwargs)}); "
             "cannot resume with --model-kwargs that differ"

@@ -214,7 +214,7 @@ def test_desktop_writes_characters_in_sequence(browser, served_demo, tmp_path: P
 
     # 3. a reply for an older drawing is never shown: the first stroke's reply comes late
     seq = int(page.locator(".hccr-root").get_attribute("data-seq"))
-    page.evaluate(f"window.hccrDelay[{seq + 1}] = 1500")
+    page.evaluate(f"window.hccrDelay[{seq + 1}] = 4000")  # > a slow drawing of 十
     draw_mouse(page, "十", seed=23)
     settle(page)
     page.wait_for_function(

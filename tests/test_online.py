@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_bundle import TINY_CHARS, char_strokes, jitter_strokes
 
 from data_tools.cli import main as data_main
 from hccr.bundle import load_bundle
@@ -18,7 +19,6 @@ from hccr.dataset import LmdbDataset
 from hccr.nets import create_model, expand_input_channels
 from hccr.recognizer import Recognizer
 from hccr.trajectory import EmptyDrawingError
-from tests.tiny_bundle import TINY_CHARS, char_strokes, jitter_strokes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -202,6 +202,19 @@ def test_resume_inside_an_epoch_matches_an_uninterrupted_run(
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+def test_resume_of_a_checkpoint_written_before_in_chans(
+    dbs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Checkpoints from before nets took `in_chans` (ink images) still resume."""
+    out = tmp_path / "run"
+    assert main(_train_args(dbs, out, "--epochs", "1")) == 0
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    del checkpoint["kwargs"]["in_chans"]
+    torch.save(checkpoint, out / "checkpoint.pt")
+    assert main(_train_args(dbs, out, "--epochs", "2", "--resume")) == 0
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+
+
 def test_existing_run_needs_resume(
     dbs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from tiny_bundle import char_strokes
 
 from data_tools.render import render_canvas
 from hccr.lmdb_format import decode_points_sample, encode_points_sample
@@ -17,7 +18,6 @@ from hccr.trajectory import (
     normalize_points,
     prepare_strokes,
 )
-from tests.tiny_bundle import char_strokes
 
 CFG = TrajectoryConfig()
 
