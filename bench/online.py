@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))
 
 from drawn_input import DEFAULT_SEED, ZINNIA_MODEL, cpu_name  # noqa: E402
-from real_handwriting import wilson  # noqa: E402
+from real_handwriting import call_peer_worker, wilson  # noqa: E402
 
 _WARMUP = 10
 _ZINNIA_SIDE = 300
@@ -175,22 +174,9 @@ def peer_worker(data_path: Path, out_path: Path, zinnia_model: Path) -> int:
 
 
 def run_peers(python: str, sets: dict, work: Path, zinnia_model: Path) -> dict:
-    data, result = work / "peers.pkl", work / "peers.json"
-    with open(data, "wb") as f:
-        pickle.dump(
-            {k: {"strokes": s["strokes"], "labels": s["labels"]} for k, s in sets.items()}, f
-        )
-    threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    cmd = [python, str(Path(__file__).resolve()), "--peer-worker", str(data), "--json",
-           str(result), "--zinnia-model", str(zinnia_model)]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, env={**os.environ, **threads}, capture_output=True, text=True)
-    except OSError as e:
-        return {k: {"peers": {"skipped": f"cannot run {python}: {e}"}} for k in sets}
-    if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {k: {"peers": {"skipped": f"{python} failed: {reason}"}} for k in sets}
-    return json.loads(result.read_text())
+    payload = {k: {"strokes": s["strokes"], "labels": s["labels"]} for k, s in sets.items()}
+    out = call_peer_worker(python, __file__, payload, work, zinnia_model)
+    return {k: {"peers": {"skipped": out}} for k in sets} if isinstance(out, str) else out
 
 
 # ----- report ---------------------------------------------------------------------------------

@@ -150,22 +150,31 @@ def _guard(fn, *args, **kwargs) -> dict:
         return {"skipped": f"{type(e).__name__}: {e}"}
 
 
-def run_peers(python: str, sets: dict, tmp: Path, zinnia_model: Path) -> dict:
-    data, result = tmp / "peers.pkl", tmp / "peers.json"
+def call_peer_worker(
+    python: str, script: str, payload: dict, work: Path, zinnia_model: Path
+) -> dict | str:
+    """Runs `script --peer-worker` under the peers' interpreter (one thread each) on `payload`:
+    its JSON result, or why it could not run (one line)."""
+    data, result = work / "peers.pkl", work / "peers.json"
     with open(data, "wb") as f:
-        pickle.dump({k: {kk: s[kk] for kk in ("inks", "strokes", "labels")}
-                     for k, s in sets.items()}, f)  # fmt: skip
+        pickle.dump(payload, f)
     threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    cmd = [python, str(Path(__file__).resolve()), "--peer-worker", str(data), "--json",
+    cmd = [python, str(Path(script).resolve()), "--peer-worker", str(data), "--json",
            str(result), "--zinnia-model", str(zinnia_model)]  # fmt: skip
     try:
         proc = subprocess.run(cmd, env={**os.environ, **threads}, capture_output=True, text=True)
     except OSError as e:
-        return {k: {"rapidocr": {"skipped": f"cannot run {python}: {e}"}} for k in sets}
+        return f"cannot run {python}: {e}"
     if proc.returncode != 0:
         reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {k: {"rapidocr": {"skipped": f"{python} failed: {reason}"}} for k in sets}
+        return f"{python} failed: {reason}"
     return json.loads(result.read_text())
+
+
+def run_peers(python: str, sets: dict, tmp: Path, zinnia_model: Path) -> dict:
+    payload = {k: {kk: s[kk] for kk in ("inks", "strokes", "labels")} for k, s in sets.items()}
+    out = call_peer_worker(python, __file__, payload, tmp, zinnia_model)
+    return {k: {"rapidocr": {"skipped": out}} for k in sets} if isinstance(out, str) else out
 
 
 # ----- report ---------------------------------------------------------------------------------
