@@ -245,3 +245,28 @@ def test_train_from_scratch_takes_the_datas_channels(tmp_path):
         )
         != 0
     )
+
+
+def test_adapt_an_online_bundle_from_a_trajectory_lmdb(tiny_online_bundle_path, tmp_path, capsys):
+    """`hccr adapt` draws a trajectory LMDB as the online model's maps; the profile applies in
+    `hccr recognize`; an image LMDB for an online model is one line naming it, nothing written."""
+    points, images = tmp_path / "points.lmdb", tmp_path / "images.lmdb"
+    assert synth(points, "--input", "strokes", "--styles", "strokes") == 0
+    assert synth(images, "--styles", "strokes") == 0
+    model = str(tiny_online_bundle_path)
+    profile = tmp_path / "me.profile"
+    assert hccr_main(["adapt", model, "--data", str(points), "-o", str(profile),
+                      "--prior", "5", "--no-progress"]) == 0  # fmt: skip
+    assert profile.is_file()
+    capsys.readouterr()
+    assert hccr_main(["recognize", str(points), "--model", model, "--profile", str(profile),
+                      "--format", "jsonl", "--no-progress"]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 60 and sum(r["label"] == r["top"][0]["char"] for r in rows) >= 45
+    other = tmp_path / "other.profile"
+    assert (
+        hccr_main(["adapt", model, "--data", str(images), "-o", str(other), "--no-progress"]) == 1
+    )
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{images}: holds images; this model reads pen strokes" in err
+    assert not other.exists()

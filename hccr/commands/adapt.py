@@ -7,8 +7,10 @@ A profile made for other weights or another charset is refused. Method: Zhang & 
 adaptation with style transfer mapping", IEEE TPAMI 2013 (`hccr/adapt.py`).
 
 --data takes one writer's labelled samples: `.gnt` files, `.lmdb` folders, or folders of
-images, each in a sub-folder named by its character (`me/永/1.png`). --unsupervised needs no
-labels: the model's own answers are used, each weighted by its probability.
+images, each in a sub-folder named by its character (`me/永/1.png`); an online bundle
+(`gb1-online`) takes trajectory LMDBs (`hccr-data pack my.pot --input strokes -o my.lmdb`).
+--unsupervised needs no labels: the model's own answers are used, each weighted by its
+probability.
 
   hccr adapt gb1-student --data my-hand/ -o me.profile
   hccr adapt gb1-student --data scans.gnt -o me.profile --unsupervised
@@ -42,18 +44,28 @@ def _is_lmdb(path: Path) -> bool:
     return path.is_dir() and (path.suffix == ".lmdb" or (path / "data.mdb").is_file())
 
 
-def iter_samples(path: Path, norm, labelled: bool) -> Iterator[tuple[np.ndarray, str | None, str]]:
-    """(normalised uint8 (S, S) ink map, its character or None, where) for each sample.
+def iter_samples(
+    path: Path, norm, labelled: bool, trajectory=None
+) -> Iterator[tuple[np.ndarray, str | None, str]]:
+    """(normalised uint8 (S, S) ink map, its character or None, where) for each sample; for an
+    online model (`trajectory`, its TrajectoryConfig) the (C, S, S) maps of a trajectory LMDB.
 
     Raises:
-        AdaptDataError: a missing, unreadable or unlabelled input, naming the file.
+        AdaptDataError: a missing, unreadable or unlabelled input, or one the model cannot
+            read (pictures for an online model, pen points for an image model), naming the file.
     """
     if _is_lmdb(path):
-        yield from _iter_lmdb(path, norm)
-    elif path.is_dir():
-        yield from _iter_folder(path, norm, labelled)
-    elif not path.exists():
+        yield from _iter_lmdb(path, norm, trajectory)
+        return
+    if not path.exists():
         raise AdaptDataError(f"{path}: no such file or folder")
+    if trajectory is not None:
+        raise AdaptDataError(
+            f"{path}: the online model reads pen strokes: give a trajectory LMDB "
+            f"(hccr-data pack FILE.pot --input strokes -o MINE.lmdb)"
+        )
+    if path.is_dir():
+        yield from _iter_folder(path, norm, labelled)
     elif path.suffix.lower() == ".gnt":
         yield from _iter_gnt(path, norm)
     elif path.suffix.lower() == ".pot":
@@ -67,7 +79,7 @@ def iter_samples(path: Path, norm, labelled: bool) -> Iterator[tuple[np.ndarray,
         raise AdaptDataError(f"{path}: not an .lmdb folder, a .gnt file or a folder of images")
 
 
-def _iter_lmdb(path: Path, norm) -> Iterator[tuple[np.ndarray, str | None, str]]:
+def _iter_lmdb(path: Path, norm, trajectory=None) -> Iterator[tuple[np.ndarray, str | None, str]]:
     import lmdb
 
     from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
@@ -79,8 +91,15 @@ def _iter_lmdb(path: Path, norm) -> Iterator[tuple[np.ndarray, str | None, str]]
         count, size = int(meta["num_samples"]), int(meta["image_size"])
         renormalize = NormConfig.from_dict(meta["norm"]) != norm
         chars = list(meta["charset"])
+        points = meta.get("input") == "strokes"
     except (ValueError, OSError, KeyError, TypeError, lmdb.Error) as e:
         raise AdaptDataError(f"{path}: cannot open LMDB: {e}") from None
+    if points != (trajectory is not None):
+        held, reads = ("pen points", "images") if points else ("images", "pen strokes")
+        raise AdaptDataError(f"{path}: holds {held}; this model reads {reads}")
+    if points:
+        yield from _iter_points(env, path, count, chars, trajectory)
+        return
     with env.begin(buffers=True) as txn:
         for i in range(count):
             where = f"{path}: sample {i}"
@@ -96,6 +115,27 @@ def _iter_lmdb(path: Path, norm) -> Iterator[tuple[np.ndarray, str | None, str]]
             except (ValueError, OSError) as e:
                 raise AdaptDataError(f"{where}: {e}") from None
             yield image, chars[label] if 0 <= label < len(chars) else None, where
+
+
+def _iter_points(env, path: Path, count: int, chars: list[str], trajectory):
+    """A trajectory LMDB's samples drawn as the online model's maps (its TrajectoryConfig)."""
+    from hccr.lmdb_format import decode_points_sample, sample_key
+    from hccr.trajectory import EmptyDrawingError, draw
+
+    with env.begin(buffers=True) as txn:
+        for i in range(count):
+            where = f"{path}: sample {i}"
+            value = txn.get(sample_key(i))
+            if value is None:
+                raise AdaptDataError(f"{where}: missing")
+            try:
+                points, label, _ = decode_points_sample(bytes(value))
+                maps = draw(points, trajectory)
+            except EmptyDrawingError:
+                raise AdaptDataError(f"{where}: empty drawing") from None
+            except ValueError as e:
+                raise AdaptDataError(f"{where}: {e}") from None
+            yield maps, chars[label] if 0 <= label < len(chars) else None, where
 
 
 def _iter_gnt(path: Path, norm) -> Iterator[tuple[np.ndarray, str | None, str]]:
@@ -189,7 +229,7 @@ def prototypes_from_lmdb(recognizer, path: Path, progress: bool) -> np.ndarray:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="bundle folder, run folder, or models/ name")
     parser.add_argument("--data", required=True, nargs="+", metavar="SRC",
-                        help="one writer's samples: .lmdb folders, .gnt files, folders of images in per-character sub-folders")  # fmt: skip
+                        help="one writer's samples: .lmdb folders, .gnt files, folders of images in per-character sub-folders (an online bundle: trajectory LMDBs)")  # fmt: skip
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="PROFILE",
                         help="writer profile to write (written whole or not at all)")  # fmt: skip
     parser.add_argument("--unsupervised", action="store_true",
@@ -244,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(unit="char", disable=not show, file=sys.stderr, desc="adapt")
     try:
         for src in args.data:
-            for image, char, where in iter_samples(Path(src), rec.norm, labelled):
+            for image, char, where in iter_samples(Path(src), rec.norm, labelled, rec.trajectory):
                 bar.update()
                 seen += 1
                 if labelled and (char is None or char not in charset):
