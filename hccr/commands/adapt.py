@@ -82,8 +82,15 @@ def iter_samples(
 def _iter_lmdb(path: Path, norm, trajectory=None) -> Iterator[tuple[np.ndarray, str | None, str]]:
     import lmdb
 
-    from hccr.lmdb_format import decode_sample, open_lmdb, read_meta, sample_key
+    from hccr.lmdb_format import (
+        decode_points_sample,
+        decode_sample,
+        open_lmdb,
+        read_meta,
+        sample_key,
+    )
     from hccr.preprocess import EmptyImageError, NormConfig, normalize
+    from hccr.trajectory import draw
 
     try:
         env = open_lmdb(path)
@@ -97,9 +104,17 @@ def _iter_lmdb(path: Path, norm, trajectory=None) -> Iterator[tuple[np.ndarray, 
     if points != (trajectory is not None):
         held, reads = ("pen points", "images") if points else ("images", "pen strokes")
         raise AdaptDataError(f"{path}: holds {held}; this model reads {reads}")
-    if points:
-        yield from _iter_points(env, path, count, chars, trajectory)
-        return
+
+    def decode(value: bytes) -> tuple[np.ndarray, int]:
+        if points:  # the online model's maps, drawn with its TrajectoryConfig
+            strokes, label, _ = decode_points_sample(value)
+            return draw(strokes, trajectory), label
+        image, label, _ = decode_sample(value, size)
+        if renormalize:  # packed with another NormConfig than the model's
+            image = normalize(image, norm)
+        return image, label
+
+    empty = "empty drawing" if points else "empty image"
     with env.begin(buffers=True) as txn:
         for i in range(count):
             where = f"{path}: sample {i}"
@@ -107,35 +122,12 @@ def _iter_lmdb(path: Path, norm, trajectory=None) -> Iterator[tuple[np.ndarray, 
             if value is None:
                 raise AdaptDataError(f"{where}: missing")
             try:
-                image, label, _ = decode_sample(bytes(value), size)
-                if renormalize:  # packed with another NormConfig than the model's
-                    image = normalize(image, norm)
-            except EmptyImageError:
-                raise AdaptDataError(f"{where}: empty image") from None
+                image, label = decode(bytes(value))
+            except EmptyImageError:  # EmptyDrawingError included
+                raise AdaptDataError(f"{where}: {empty}") from None
             except (ValueError, OSError) as e:
                 raise AdaptDataError(f"{where}: {e}") from None
             yield image, chars[label] if 0 <= label < len(chars) else None, where
-
-
-def _iter_points(env, path: Path, count: int, chars: list[str], trajectory):
-    """A trajectory LMDB's samples drawn as the online model's maps (its TrajectoryConfig)."""
-    from hccr.lmdb_format import decode_points_sample, sample_key
-    from hccr.trajectory import EmptyDrawingError, draw
-
-    with env.begin(buffers=True) as txn:
-        for i in range(count):
-            where = f"{path}: sample {i}"
-            value = txn.get(sample_key(i))
-            if value is None:
-                raise AdaptDataError(f"{where}: missing")
-            try:
-                points, label, _ = decode_points_sample(bytes(value))
-                maps = draw(points, trajectory)
-            except EmptyDrawingError:
-                raise AdaptDataError(f"{where}: empty drawing") from None
-            except ValueError as e:
-                raise AdaptDataError(f"{where}: {e}") from None
-            yield maps, chars[label] if 0 <= label < len(chars) else None, where
 
 
 def _iter_gnt(path: Path, norm) -> Iterator[tuple[np.ndarray, str | None, str]]:
