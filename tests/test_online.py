@@ -22,6 +22,9 @@ from hccr.recognizer import Recognizer
 from hccr.trajectory import EmptyDrawingError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+# one short epoch on one thread, no progress bar: every training run in this file
+FAST_RUN = ["--epochs", "1", "--batch-size", "16", "--workers", "0", "--no-progress",
+            "--threads", "1"]  # fmt: skip
 
 
 def pot_samples(chars: str, seed: int = 0) -> list[tuple[str, list[np.ndarray]]]:
@@ -105,27 +108,16 @@ def test_train_online_from_the_image_bundle(tiny_bundle_path, tmp_path, capsys):
         == 0
     )
     data = ["--data", str(tmp_path / "train.lmdb"), "--val", str(tmp_path / "val.lmdb")]
-    fast = [
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
     # without --in-chans the image bundle does not read trajectories: a one-line error
     assert (
         hccr_main(
-            ["train", "--init", str(tiny_bundle_path), *data, *fast, "-o", str(tmp_path / "r0")]
+            ["train", "--init", str(tiny_bundle_path), *data, *FAST_RUN, "-o", str(tmp_path / "r0")]
         )
         != 0
     )
     assert "--in-chans 9" in capsys.readouterr().err
     run = tmp_path / "run"
-    code = hccr_main(["train", "--init", str(tiny_bundle_path), "--in-chans", "9", *data, *fast,
+    code = hccr_main(["train", "--init", str(tiny_bundle_path), "--in-chans", "9", *data, *FAST_RUN,
                       "--lr", "0.001", "-o", str(run)])  # fmt: skip
     assert code == 0
     meta = json.loads((run / "bundle.json").read_text())
@@ -198,21 +190,10 @@ def test_distill_online_student_from_an_image_teacher(tiny_bundle_path, tmp_path
     """The image teacher sees the ink channel; the student is the image bundle widened."""
     assert synth(tmp_path / "train.lmdb", "--input", "strokes", "--styles", "strokes") == 0
     data = ["--data", str(tmp_path / "train.lmdb"), "--val", str(tmp_path / "train.lmdb")]
-    fast = [
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
     run = tmp_path / f"kd-{mode}"
     teacher = _image_teacher(tiny_bundle_path, tmp_path / "teacher")
     code = hccr_main(["distill", "--teacher", str(teacher), "--kd-mode", mode,
-                      "--init", str(tiny_bundle_path), "--in-chans", "9", *data, *fast,
+                      "--init", str(tiny_bundle_path), "--in-chans", "9", *data, *FAST_RUN,
                       "--lr", "0.001", "-o", str(run)])  # fmt: skip
     assert code == 0
     bundle = load_bundle(run)
@@ -225,23 +206,21 @@ def test_train_from_scratch_takes_the_datas_channels(tmp_path):
 
     assert synth(tmp_path / "t.lmdb", "--input", "strokes", "--styles", "strokes", "--pen-up") == 0
     data = ["--data", str(tmp_path / "t.lmdb"), "--val", str(tmp_path / "t.lmdb")]
-    fast = [
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
-    assert hccr_main(["train", *TINY_STUDENT, *data, *fast, "-o", str(tmp_path / "run")]) == 0
+    assert hccr_main(["train", *TINY_STUDENT, *data, *FAST_RUN, "-o", str(tmp_path / "run")]) == 0
     bundle = load_bundle(tmp_path / "run")
     assert bundle.kwargs["in_chans"] == 10 and bundle.trajectory.pen_up
     assert (
         hccr_main(
-            ["train", *TINY_STUDENT, *data, *fast, "--in-chans", "9", "-o", str(tmp_path / "r2")]
+            [
+                "train",
+                *TINY_STUDENT,
+                *data,
+                *FAST_RUN,
+                "--in-chans",
+                "9",
+                "-o",
+                str(tmp_path / "r2"),
+            ]
         )
         != 0
     )
