@@ -212,9 +212,9 @@ def load_for_demo(model: str | None) -> tuple[Recognizer, dict[str, Path], str |
     """The recogniser to start with, the other shipped bundles, and a warning if any.
 
     Without `model`: the default bundle for pen strokes (`default_model("strokes")`: the online
-    one, else the image one), or an untrained placeholder if none ships. The others follow the
-    default image bundle first (the fallback for images while an online model is picked), then
-    by name.
+    one, else the image one), or an untrained placeholder if none ships. The other shipped
+    bundles come by name, the default image bundle first: it reads the images sent while an
+    online model is picked (`RecognizerPool.for_image`).
 
     Raises:
         BundleError: `model` was given and is not a usable bundle.
