@@ -8,7 +8,7 @@ sent it without a session field, (b) from a page with no profile, (c) from a pag
 with numpy's BLAS on one thread as `hccr demo` sets it (an OPENBLAS_NUM_THREADS already in
 the environment wins).
 
-  python bench/demo_adaptation.py                        # models/gb1-student
+  python bench/demo_adaptation.py                        # the demo's default (gb1-online)
   python bench/demo_adaptation.py --model gb1-teacher --picks 200
 """
 
@@ -49,7 +49,9 @@ def median_ms(fn, request: dict, calls: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="bundle name or folder (default: models/)")
+    ap.add_argument(
+        "--model", default=None, help="bundle name or folder (default: the demo's, as `hccr demo`)"
+    )
     ap.add_argument("--picks", type=int, default=10, help="picks the adapted page has made")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=150, help="calls per case per round")

@@ -21,7 +21,7 @@ REV (its `demo/` package run beside this checkout's `hccr`), timing pen-up to th
 the candidates (`#hccr-candidates`), for a before/after comparison; the breakdown needs the
 panel's own timings and is shown for this checkout only.
 
-  python bench/demo_latency.py                       # 30 characters, the default model
+  python bench/demo_latency.py                       # 30 characters, the demo's default model
   python bench/demo_latency.py --app-rev 06ecc67     # the Sketchpad demo, same strokes
   python bench/demo_latency.py --chars 4 --screenshots docs/   # also the README's screenshots
 """

@@ -9,7 +9,7 @@ threads each send R characters:
 Prints client-side latency (p50/p95/max, including queueing), the server-side recognition time
 each reply reports (preprocess + model, p50/p95), throughput and the error count.
 
-  python bench/demo_load.py                          # 20 clients x 50 requests, default model
+  python bench/demo_load.py                          # 20 clients x 50 requests, the demo's default model
   python bench/demo_load.py --clients 5 --requests 20 --via image --model gb1-teacher
 """
 

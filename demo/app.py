@@ -9,7 +9,12 @@ the internet (no share link, no analytics). An image API (`/recognize`, for `gra
 takes an image file, capped in bytes and pixels before it is decoded, and deletes each upload
 once read; `serve` keeps Gradio's files in its own temporary folder and removes it on exit.
 
-  hccr demo                       # models/gb1-student, or an untrained placeholder if none ships
+The panel starts on the online bundle (`hccr.bundle.default_model("strokes")`: models/gb1-online
+when it ships), which reads the points themselves; an image sent to the API while an online bundle
+is picked is read by the first image bundle of the picker (models/gb1-student when it ships),
+and the reply names it.
+
+  hccr demo                       # models/gb1-online, else gb1-student, else an untrained placeholder
   hccr demo --model gb1-teacher --port 7861
 """
 
@@ -37,6 +42,13 @@ from demo.recognition import (
     upload_folder,
 )
 from demo.writer import PageWriters, writer_functions
+from hccr.bundle import (
+    BundleError,
+    bundle_input_kind,
+    default_model,
+    resolve_model,
+    shipped_bundles,
+)
 from hccr.recognizer import Recognizer
 
 __all__ = ["BRUSH_RADIUS", "CANVAS_SIDE", "build_demo", "launch", "serve"]
@@ -76,14 +88,25 @@ class RecognizerPool:
                 self._loaded[name] = Recognizer.from_bundle(self._paths[name], num_threads=1)
             return self._loaded[name]
 
+    def for_image(self, name: str | None) -> Recognizer:
+        """The model that reads an image when `name` is picked: that one if it reads images,
+        else (an online model) the first image model in the pool; the online one if none."""
+        rec = self.get(name)
+        if rec.input_kind == "image":
+            return rec
+        for other in self.names:
+            if self._input_kind(other) == "image":
+                return self.get(other)
+        return rec  # recognize_upload answers it with a one-line error
 
-def shipped_bundles() -> dict[str, Path]:
-    """Name -> folder for every bundle in models/."""
-    from hccr.bundle import MODELS_DIR, is_bundle
-
-    if not MODELS_DIR.is_dir():
-        return {}
-    return {p.name: p for p in sorted(MODELS_DIR.iterdir()) if is_bundle(p)}
+    def _input_kind(self, name: str) -> str | None:
+        rec = self._loaded.get(name)
+        if rec is not None:
+            return rec.input_kind
+        try:
+            return bundle_input_kind(self._paths[name])
+        except BundleError:
+            return None  # not loadable: never a fallback
 
 
 def placeholder_recognizer() -> Recognizer:
@@ -144,10 +167,14 @@ def build_demo(
         if not path:
             raise gr.Error("no image given")
         try:
-            rec = pool.get(model_name)
-            return reply(recognize_upload(rec, path), rec)
+            picked = pool.get(model_name)
+            rec = pool.for_image(model_name)
+            out = reply(recognize_upload(rec, path), rec)
         except DrawingError as e:
             raise gr.Error(str(e)) from None
+        if rec is not picked:
+            out["note"] = f"{picked.name} reads pen strokes, not images: {rec.name} read this image"
+        return out
 
     with gr.Blocks(
         title="hccr: handwritten Chinese character recognition",
@@ -184,17 +211,17 @@ def build_demo(
 def load_for_demo(model: str | None) -> tuple[Recognizer, dict[str, Path], str | None]:
     """The recogniser to start with, the other shipped bundles, and a warning if any.
 
-    Without `model`: the default shipped bundle, or an untrained placeholder if none ships.
+    Without `model`: the default bundle for pen strokes (`default_model("strokes")`: the online
+    one, else the image one), or an untrained placeholder if none ships. The other shipped
+    bundles come by name, the default image bundle first: it reads the images sent while an
+    online model is picked (`RecognizerPool.for_image`).
 
     Raises:
         BundleError: `model` was given and is not a usable bundle.
     """
-    from hccr.bundle import BundleError, resolve_model
-
-    bundles = shipped_bundles()
     if model is None:
         try:
-            path = resolve_model(None)
+            path = default_model("strokes")
         except BundleError:
             rec = placeholder_recognizer()
             warning = (
@@ -206,7 +233,10 @@ def load_for_demo(model: str | None) -> tuple[Recognizer, dict[str, Path], str |
     else:
         path = resolve_model(model)
     rec = Recognizer.from_bundle(path, num_threads=1)
-    others = {name: p for name, p in bundles.items() if p.resolve() != path.resolve()}
+    bundles = shipped_bundles()
+    image = default_model("image") if bundles else None
+    ordered = sorted(bundles.items(), key=lambda item: item[1] != image)  # stable: then by name
+    others = {name: p for name, p in ordered if p.resolve() != path.resolve()}
     return rec, others, None
 
 

@@ -1,8 +1,11 @@
 """Serve the handwriting panel demo (Gradio) on 127.0.0.1.
 
 Write a character on the sheet; the top-10 candidates update after every stroke; pick one to
-add it to the text and write the next. Without --model the default shipped bundle is used, or,
-until one ships, an untrained placeholder (the page says so).
+add it to the text and write the next. Without --model the panel starts on the shipped online
+bundle (gb1-online: it reads the pen strokes themselves), else the shipped image bundle
+(gb1-student), or, until one ships, an untrained placeholder (the page says so). The model picker
+offers every bundle in models/; an image sent to the API while an online bundle is picked is read
+by the image bundle.
 
   hccr demo
   hccr demo --model gb1-teacher --port 7861
@@ -16,7 +19,7 @@ import os
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
-                        help="bundle name in models/, bundle folder or run folder (default: the shipped student)")  # fmt: skip
+                        help="bundle name in models/, bundle folder or run folder (default: gb1-online, else gb1-student)")  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1, this machine only)")  # fmt: skip
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")

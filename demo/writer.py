@@ -103,7 +103,8 @@ class PageWriters:
         return state.profile if state is not None else None
 
     def pick(self, session: str, rec: Recognizer, prepared: np.ndarray, char: str) -> WriterState:
-        """Adds one labelled sample (the model's (S, S) input and the picked character) and
+        """Adds one labelled sample (the model's input as `prepare_drawing` makes it: an (S, S)
+        ink map, or an online model's (C, S, S) trajectory maps; and the picked character) and
         refits once there are enough.
 
         Raises:
@@ -113,7 +114,7 @@ class PageWriters:
         assert state is not None
         with state.lock:
             try:
-                state.adapter.add(prepared[None], [char])
+                state.adapter.add(prepared, char)
             except (CharsetError, KeyError, ValueError) as e:
                 raise DrawingError(f"cannot learn from {char!r}: {e}") from None
             if state.picks >= state.adapter.cfg.min_samples:

@@ -297,19 +297,25 @@ class Adapter:
         return int(sum(len(f) for f in self._features))
 
     def add(self, prepared: np.ndarray | torch.Tensor, labels: list[str] | str) -> None:
-        """Adds labelled normalised ink maps ((B, S, S) or one (S, S)) and their characters.
+        """Adds labelled model inputs and their characters: normalised ink maps ((B, S, S) or
+        one (S, S)), or an online model's trajectory maps ((B, C, S, S) or one (C, S, S)).
 
         Raises:
             CharsetError: a label is not one of the model's characters.
         """
-        x = torch.as_tensor(np.asarray(prepared))
-        if x.ndim == 2:
-            x = x.unsqueeze(0)
+        x = self._batch(prepared)
         labels = [labels] if isinstance(labels, str) else list(labels)
         if len(labels) != len(x):
             raise ValueError(f"{len(x)} images but {len(labels)} labels")
         index = np.array([self.recognizer.charset.index(ch) for ch in labels], np.int64)
         self.add_features(self.recognizer.features(x).numpy(), index)
+
+    def _batch(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """One sample or a batch of them, as a batch: one online sample (C, S, S) has the
+        dimensions of a batch of ink maps, so the model's channel count tells them apart."""
+        x = torch.as_tensor(np.asarray(prepared))
+        one = 2 if self.recognizer.channels == 1 else 3
+        return x.unsqueeze(0) if x.ndim == one else x
 
     def add_features(
         self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
@@ -324,10 +330,7 @@ class Adapter:
     def add_unlabelled(self, prepared: np.ndarray | torch.Tensor) -> int:
         """Adds unlabelled ink maps labelled by the model's top-1 answer, weighted by its
         probability; those below `cfg.min_confidence` are left out. Returns how many were kept."""
-        x = torch.as_tensor(np.asarray(prepared))
-        if x.ndim == 2:
-            x = x.unsqueeze(0)
-        return self.add_unlabelled_features(self.recognizer.features(x).numpy())
+        return self.add_unlabelled_features(self.recognizer.features(self._batch(prepared)).numpy())
 
     def add_unlabelled_features(self, features: np.ndarray) -> int:
         """`add_unlabelled` for (N, d) features already computed; returns how many were kept."""

@@ -27,13 +27,16 @@ from typing import TYPE_CHECKING, Any
 from hccr.atomic import atomic_write, atomic_write_text, partial_path
 from hccr.charset import Charset, CharsetError
 from hccr.preprocess import NormConfig
-from hccr.trajectory import TrajectoryConfig
+from hccr.trajectory import INPUT_KINDS, TrajectoryConfig
 
 if TYPE_CHECKING:
     from torch import nn
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# The shipped bundle used when none is named (`default_model`), per kind of input: images for
+# `hccr recognize` and the Python API, pen strokes for the demo's panel, which sends points.
 DEFAULT_MODEL = "gb1-student"
+DEFAULT_STROKES_MODEL = "gb1-online"
 BUNDLE_FORMAT_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 WEIGHTS_FILE = "weights.pt"
@@ -410,22 +413,61 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / BUNDLE_JSON).is_file()
 
 
+def shipped_bundles() -> dict[str, Path]:
+    """Name -> folder for every bundle in models/, by name."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(MODELS_DIR.iterdir()) if is_bundle(p)}
+
+
+def bundle_input_kind(path: str | Path) -> str:
+    """A bundle's input kind from its bundle.json alone: "image" or "strokes" (online).
+
+    Raises:
+        BundleError: not a readable bundle, an input kind this version does not know, or
+            bad trajectory settings.
+    """
+    trajectory = bundle_trajectory(read_bundle_meta(path), Path(path))
+    return "image" if trajectory is None else "strokes"
+
+
+def default_model(input_kind: str = "image") -> Path:
+    """The shipped bundle to use for inputs of `input_kind` when no model is named.
+
+    "image" (`hccr recognize`, `Recognizer.from_bundle(None)`, the demo's answer to an image):
+    models/gb1-student, else the first image bundle in models/, else the first bundle.
+    "strokes" (the demo's panel, which sends pen points): models/gb1-online, else the first
+    online bundle in models/, else the image default: an online bundle reads the strokes
+    themselves and read real pen input better (BENCHMARKS.md, "Online recogniser").
+
+    Raises:
+        BundleError: models/ holds no bundle.
+    """
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+    shipped = shipped_bundles()
+    if not shipped:
+        raise BundleError(f"{MODELS_DIR}: no model bundle shipped; pass a model explicitly")
+    named = DEFAULT_MODEL if input_kind == "image" else DEFAULT_STROKES_MODEL
+    ranked = [shipped[named]] if named in shipped else []
+    ranked += [p for n, p in shipped.items() if n != named]
+    for path in ranked:
+        try:
+            if bundle_input_kind(path) == input_kind:
+                return path
+        except BundleError:
+            continue  # a broken bundle is not a default; naming it gives its one-line error
+    return default_model("image") if input_kind == "strokes" else ranked[0]
+
+
 def resolve_model(spec: str | Path | None) -> Path:
     """Turns a model spec into a bundle folder path.
 
-    None -> models/gb1-student, falling back to the first bundle in models/; otherwise a
-    bundle folder or training run folder path, or the name of a bundle in models/.
+    None -> the default image bundle (`default_model`); otherwise a bundle folder or training
+    run folder path, or the name of a bundle in models/.
     """
     if spec is None:
-        default = MODELS_DIR / DEFAULT_MODEL
-        if is_bundle(default):
-            return default
-        shipped = (
-            sorted(p for p in MODELS_DIR.iterdir() if is_bundle(p)) if MODELS_DIR.is_dir() else []
-        )
-        if not shipped:
-            raise BundleError(f"{MODELS_DIR}: no model bundle shipped; pass a model explicitly")
-        return shipped[0]
+        return default_model("image")
     path = Path(spec)
     if path.is_file() and path.name == BUNDLE_JSON:
         path = path.parent
@@ -435,9 +477,7 @@ def resolve_model(spec: str | Path | None) -> Path:
     named = MODELS_DIR / str(spec)
     if os.sep not in str(spec) and is_bundle(named):
         return named
-    known = (
-        sorted(p.name for p in MODELS_DIR.iterdir() if is_bundle(p)) if MODELS_DIR.is_dir() else []
-    )
+    known = list(shipped_bundles())
     raise BundleError(
         f"{spec}: no such model (not a folder, not a bundle in models/; known: "
         f"{', '.join(known) or 'none'})"

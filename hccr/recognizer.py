@@ -151,7 +151,8 @@ class Recognizer(ProfileMixin):
         num_threads: int | None = None,
         profile: str | Path | WriterProfile | None = None,
     ) -> Recognizer:
-        """Loads a bundle folder, a run folder or a bundle name in models/ (None: the default).
+        """Loads a bundle folder, a run folder or a bundle name in models/ (None: the default image
+        bundle, `hccr.bundle.default_model()`: models/gb1-student).
 
         With a recorded, current ONNX export (the shipped bundles), neither torch nor the
         weights are loaded; otherwise the float model is (torch imported then).

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 import hccr.bundle as bundle_mod
-from hccr.bundle import BundleError, load_bundle, resolve_model, save_bundle
+from hccr.bundle import (
+    BundleError,
+    bundle_input_kind,
+    default_model,
+    load_bundle,
+    resolve_model,
+    save_bundle,
+)
 from hccr.charset import Charset
 from hccr.nets import create_model, model_kwargs
 from hccr.preprocess import NormConfig
@@ -156,3 +164,32 @@ def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (not_yet / "config.json").write_text("{}")
     with pytest.raises(BundleError, match="bundle.json missing"):
         resolve_model(str(not_yet))
+
+
+def test_default_model_per_input_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images default to gb1-student, pen strokes to gb1-online; each falls back to a bundle of
+    its kind, strokes then to the image default."""
+    from hccr.trajectory import TrajectoryConfig
+
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setattr(bundle_mod, "MODELS_DIR", models)
+    with pytest.raises(BundleError, match="no model bundle"):
+        default_model("strokes")
+    _save(models / "gb1-student")
+    assert default_model("strokes") == default_model("image") == models / "gb1-student"
+    online = TrajectoryConfig(size=NORM.size)
+    _save(models / "a-online", trajectory=online)  # sorts before gb1-student
+    assert bundle_input_kind(models / "a-online") == "strokes"
+    assert default_model("strokes") == models / "a-online"  # the only online bundle
+    assert default_model("image") == resolve_model(None) == models / "gb1-student"
+    _save(models / "gb1-online", trajectory=online)
+    assert default_model("strokes") == models / "gb1-online"
+    assert resolve_model(None) == models / "gb1-student"  # `hccr recognize` reads images
+    shutil.rmtree(models / "gb1-student")
+    _save(models / "b-image")
+    assert default_model("image") == models / "b-image"  # the first image bundle, not a-online
+    (models / "gb1-online" / "bundle.json").write_text("{")  # broken: not a default
+    assert default_model("strokes") == models / "a-online"
+    with pytest.raises(ValueError, match="input_kind"):
+        default_model("pictures")

@@ -8,7 +8,16 @@ import pytest
 
 from data_tools.render import render_strokes
 from data_tools.strokes import load_medians
-from hccr.bundle import DEFAULT_MODEL, MODELS_DIR, is_bundle, load_bundle, resolve_model
+from hccr.bundle import (
+    DEFAULT_MODEL,
+    DEFAULT_STROKES_MODEL,
+    MODELS_DIR,
+    bundle_input_kind,
+    default_model,
+    is_bundle,
+    load_bundle,
+    resolve_model,
+)
 from hccr.charset import Charset
 from hccr.preprocess import NormConfig
 from hccr.recognizer import Recognizer
@@ -18,9 +27,12 @@ SHIPPED = sorted(p for p in MODELS_DIR.iterdir() if is_bundle(p)) if MODELS_DIR.
 PROBE = "永的是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学"
 
 
-def test_make_demo_default_bundle_exists():
+def test_default_bundles_exist():
+    """`hccr recognize` reads images with gb1-student; `make demo`'s panel starts on gb1-online."""
     assert is_bundle(MODELS_DIR / DEFAULT_MODEL)
-    assert resolve_model(None) == MODELS_DIR / DEFAULT_MODEL
+    assert resolve_model(None) == default_model("image") == MODELS_DIR / DEFAULT_MODEL
+    assert default_model("strokes") == MODELS_DIR / DEFAULT_STROKES_MODEL
+    assert bundle_input_kind(MODELS_DIR / DEFAULT_STROKES_MODEL) == "strokes"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
