@@ -44,7 +44,13 @@ from hccr.commands.adapt import iter_samples, prototypes_from_lmdb
 from hccr.preprocess import preprocess
 from hccr.recognizer import Recognizer
 
-HALF = 1877  # GB2312 level-1 classes 0-1,876 adapt, 1,877-3,754 test
+
+# the first half of the charset's order adapts, the second is tested: GB2312 level-1 classes
+# 0-1,876 and 1,877-3,754
+def _half(rec: Recognizer) -> int:
+    return len(rec.charset) // 2
+
+
 KS = (20, 50, 100, 200, 500)
 CONFIG = StmConfig()  # --prior / --min-confidence change it
 BATCH = 256
@@ -121,7 +127,8 @@ def identity_profile(rec: Recognizer):
 
 
 def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
-    first, second = np.where(labels < HALF)[0], np.where(labels >= HALF)[0]
+    half = _half(rec)
+    first, second = np.where(labels < half)[0], np.where(labels >= half)[0]
     feats = _batched(rec.features, images[first]).numpy()
     test_x, test_y = images[second], labels[second]
     plain = _top1(_batched(rec.probabilities, test_x), test_y)
