@@ -3,13 +3,13 @@
 Image and online bundles (`--model`, several measured in turn in one run). Online writer (a
 CASIA OLHWDB `.pot` file, packed with `hccr-data pack`: pen-rendered images for an image
 bundle, trajectories drawn with its TrajectoryConfig for an online one, as `hccr adapt` reads
-them): adapt on k characters
-drawn at random from the first half of GB2312 level-1 order (classes 0-1,876), test on every
-character of the second half (1,877-3,754), so adaptation and test never share a character;
-each k is drawn `--repeats` times. Offline writer (a folder of one writer's scans, labelled by
-`labels.csv` or the first character of each file name): adapt on a random half, test on the
-other half, over `--splits` random splits (image bundles only). Supervised uses the labels of the adaptation
-samples; unsupervised ignores them (the model's answers, weighted by their probability).
+them): adapt on k characters drawn at random from the first half of the charset's order
+(GB2312 level-1 classes 0-1,876), test on every character of the second half (1,877-3,754), so
+adaptation and test never share a character; each k is drawn `--repeats` times. Offline writer
+(a folder of one writer's scans, labelled by `labels.csv` or the first character of each file
+name; image bundles only): adapt on a random half, test on the other half, over `--splits`
+random splits. Supervised uses the labels of the adaptation samples; unsupervised ignores them
+(the model's answers, weighted by their probability).
 
 Three top-1 figures per row: "plain" is the recogniser as shipped (`Recognizer.probabilities`,
 the bundle's ONNX export by default); "identity map" is the adapted path with A = I, b = 0 (the
@@ -17,9 +17,9 @@ export cut before its classifier, then the float classifier; an int8 export quan
 logits, which the float classifier does not); "adapted" is that path with the writer's profile
 (`Recognizer.probabilities(..., profile=)`; the test features are computed once through that
 path and each profile's folded classifier applied to them, the same arithmetic). The error
-change is adapted vs identity map: what the map itself does. `--latency` times plain vs a profile set for every call (folded into the
-export's classifier) vs a profile passed per call, on the same machine, interleaved, and the
-cost of applying a new profile either way.
+change is adapted vs identity map: what the map itself does. `--latency` times plain vs a
+profile set for every call (folded into the export's classifier) vs a profile passed per call,
+on the same machine, interleaved, and the cost of applying a new profile either way.
 
   python bench/adaptation.py --model models/gb1-online models/gb1-student \\
       --pot ../shared/data/olhwdb1.0-writer001.pot --offline ../shared/data/hwdb-onewriter101 \\
