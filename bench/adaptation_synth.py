@@ -393,14 +393,17 @@ def _fmt(setting: dict, result: dict) -> str:
 GROUPS = ("prior", "copies", "confidence", "maps")
 
 
-def grid(groups=GROUPS, class_means: bool = False) -> list[dict]:
+PRIORS = (50, 100, 200, 300, 400, 600, 800)
+
+
+def grid(groups=GROUPS, class_means: bool = False, priors=PRIORS) -> list[dict]:
     """The settings of the chosen groups: "prior" (beta, gamma), "copies" (affine copies of the
     k samples), "confidence" (unsupervised weighting, cut, rounds), "maps" (other maps than
     STM's, other targets; STM at the default prior first, for reference)."""
     rows: list[dict] = []
     for mode in (True, False):
         if "prior" in groups:
-            for prior in (50, 100, 200, 300, 400, 600, 800):
+            for prior in priors:
                 rows.append({"supervised": mode, "prior": prior})
             rows.append({"supervised": mode, "prior": 400, "gamma": 1.0})
         if "copies" in groups:
@@ -439,6 +442,8 @@ def main() -> None:
                         help="groups of settings to score (default: all)")  # fmt: skip
     parser.add_argument("--prototypes", type=Path, default=None, metavar="DB.lmdb",
                         help="also score class-mean prototypes on this LMDB (as `hccr adapt --prototypes`; e.g. `hccr-data synth --split train` output)")  # fmt: skip
+    parser.add_argument("--priors", type=float, nargs="+", default=list(PRIORS),
+                        help=f"priors of the prior group (default: {' '.join(map(str, PRIORS))})")  # fmt: skip
     parser.add_argument("--adabn", action="store_true",
                         help="also score BatchNorm statistics re-estimated on the k samples")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -468,7 +473,9 @@ def main() -> None:
         "| ---: | ---: |"
     )
     rows = []
-    for setting in grid(args.grid, means is not None):
+    for setting in grid(
+        args.grid, means is not None, [p if p % 1 else int(p) for p in args.priors]
+    ):
         result = {**setting, **dev.score(**setting)}
         rows.append(result)
         print(_fmt(setting, result), flush=True)
