@@ -1,23 +1,27 @@
 """Writer adaptation (style transfer mapping, `hccr adapt`) on real writers: top-1 before / after.
 
-Online writer (a CASIA OLHWDB `.pot` file, packed with `hccr-data pack`): adapt on k characters
-drawn at random from the first half of GB2312 level-1 order (classes 0-1,876), test on every
-character of the second half (1,877-3,754), so adaptation and test never share a character;
-each k is drawn `--repeats` times. Offline writer (a folder of one writer's scans, labelled by
-`labels.csv` or the first character of each file name): adapt on a random half, test on the
-other half, over `--splits` random splits. Supervised uses the labels of the adaptation
-samples; unsupervised ignores them (the model's answers, weighted by their probability).
+Image and online bundles (`--model`, several measured in turn in one run). Online writer (a
+CASIA OLHWDB `.pot` file, packed with `hccr-data pack`: pen-rendered images for an image
+bundle, trajectories drawn with its TrajectoryConfig for an online one, as `hccr adapt` reads
+them): adapt on k characters drawn at random from the first half of the charset's order
+(GB2312 level-1 classes 0-1,876), test on every character of the second half (1,877-3,754), so
+adaptation and test never share a character; each k is drawn `--repeats` times. Offline writer
+(a folder of one writer's scans, labelled by `labels.csv` or the first character of each file
+name; image bundles only): adapt on a random half, test on the other half, over `--splits`
+random splits. Supervised uses the labels of the adaptation samples; unsupervised ignores them
+(the model's answers, weighted by their probability).
 
 Three top-1 figures per row: "plain" is the recogniser as shipped (`Recognizer.probabilities`,
 the bundle's ONNX export by default); "identity map" is the adapted path with A = I, b = 0 (the
 export cut before its classifier, then the float classifier; an int8 export quantises its
 logits, which the float classifier does not); "adapted" is that path with the writer's profile
-(`Recognizer.probabilities(..., profile=)`). The error change is adapted vs identity map: what
-the map itself does. `--latency` times plain vs a profile set for every call (folded into the
-export's classifier) vs a profile passed per call, on the same machine, interleaved, and the
-cost of applying a new profile either way.
+(`Recognizer.probabilities(..., profile=)`; the test features are computed once through that
+path and each profile's folded classifier applied to them, the same arithmetic). The error
+change is adapted vs identity map: what the map itself does. `--latency` times plain vs a
+profile set for every call (folded into the export's classifier) vs a profile passed per call,
+on the same machine, interleaved, and the cost of applying a new profile either way.
 
-  python bench/adaptation.py --model models/gb1-student \\
+  python bench/adaptation.py --model models/gb1-online models/gb1-student \\
       --pot ../shared/data/olhwdb1.0-writer001.pot --offline ../shared/data/hwdb-onewriter101 \\
       [--prototypes data/synth-proto.lmdb] --latency
 """
@@ -41,7 +45,13 @@ from hccr.commands.adapt import iter_samples, prototypes_from_lmdb
 from hccr.preprocess import preprocess
 from hccr.recognizer import Recognizer
 
-HALF = 1877  # GB2312 level-1 classes 0-1,876 adapt, 1,877-3,754 test
+
+# the first half of the charset's order adapts, the second is tested: GB2312 level-1 classes
+# 0-1,876 and 1,877-3,754
+def _half(rec: Recognizer) -> int:
+    return len(rec.charset) // 2
+
+
 KS = (20, 50, 100, 200, 500)
 CONFIG = StmConfig()  # --prior / --min-confidence change it
 BATCH = 256
@@ -64,17 +74,25 @@ def _adapt(rec, feats, labels, prototypes, supervised: bool):
     return adapter.fit()
 
 
-def _after(rec, images: np.ndarray, labels: np.ndarray, profile) -> float:
-    return _top1(_batched(lambda x: rec.probabilities(x, profile), images), labels)
+def _after(rec, feats: np.ndarray, labels: np.ndarray, profile) -> float:
+    """Top-1 through the adapted path on features computed once: the folded classifier on the
+    cut export's features, what `rec.probabilities(x, profile)` computes for each call."""
+    W, c = profile.folded_head(*rec.classifier_affine())
+    return _top1(torch.from_numpy(feats) @ W.T + c, labels)
 
 
 def load_online(pot: Path, rec: Recognizer, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
-    db = tmp / "online.lmdb"
+    """Writer `pot`'s samples as `rec` reads them: pen-rendered images for an image model, the
+    trajectory maps drawn with its TrajectoryConfig for an online one (`hccr adapt`'s reading)."""
+    db = tmp / f"online-{rec.input_kind}.lmdb"
     cmd = [sys.executable, "-m", "data_tools.cli", "pack", str(pot), "-o", str(db),
-           "--no-progress", "--size", str(rec.norm.size), "--norm", rec.norm.method]  # fmt: skip
+           "--no-progress", "--size", str(rec.norm.size), "--norm", rec.norm.method,
+           "--input", rec.input_kind]  # fmt: skip
+    if rec.trajectory is not None:
+        cmd.append("--pen-up" if rec.trajectory.pen_up else "--no-pen-up")
     subprocess.run(cmd, check=True, capture_output=True)
     images, labels = [], []
-    for image, char, _ in iter_samples(db, rec.norm, labelled=True):
+    for image, char, _ in iter_samples(db, rec.norm, labelled=True, trajectory=rec.trajectory):
         if char in rec.charset:
             images.append(image)
             labels.append(rec.charset.index(char))
@@ -113,11 +131,17 @@ def identity_profile(rec: Recognizer):
 
 
 def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
-    first, second = np.where(labels < HALF)[0], np.where(labels >= HALF)[0]
+    half = _half(rec)
+    first, second = np.where(labels < half)[0], np.where(labels >= half)[0]
     feats = _batched(rec.features, images[first]).numpy()
     test_x, test_y = images[second], labels[second]
+    test_f = _batched(rec.features, test_x).numpy()
     plain = _top1(_batched(rec.probabilities, test_x), test_y)
-    identity = _after(rec, test_x, test_y, identity_profile(rec))
+    # the adapted path itself once, the features above for every profile after it
+    identity = _top1(
+        _batched(lambda x: rec.probabilities(x, identity_profile(rec)), test_x), test_y
+    )
+    assert abs(identity - _after(rec, test_f, test_y, identity_profile(rec))) < 2 / len(test_y)
     rows = []
     for name, P in protos.items():
         for k in ks:
@@ -126,10 +150,11 @@ def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
                 for r in range(repeats):
                     sel = np.random.default_rng(r).choice(len(first), k, replace=False)
                     profile = _adapt(rec, feats[sel], labels[first][sel], P, supervised)
-                    after.append(_after(rec, test_x, test_y, profile))
+                    after.append(_after(rec, test_f, test_y, profile))
                 rows.append(
                     _row("online", name, k, supervised, plain, identity, after, len(test_y))
                 )
+                rows[-1]["model"] = rec.name
                 print(_fmt(rows[-1]), file=sys.stderr)
     return rows
 
@@ -149,9 +174,10 @@ def offline_rows(rec, images, labels, protos, splits: int) -> list[dict]:
                 profile = _adapt(rec, feats[a], labels[a], P, supervised)
                 plain.append(_top1(probs[t], labels[t]))
                 identity.append(_top1(probs_identity[t], labels[t]))
-                after.append(_after(rec, images[t], labels[t], profile))
+                after.append(_after(rec, feats[t], labels[t], profile))
             rows.append(_row("offline", name, half, supervised, float(np.mean(plain)),
                              float(np.mean(identity)), after, len(t)))  # fmt: skip
+            rows[-1]["model"] = rec.name
             print(_fmt(rows[-1]), file=sys.stderr)
     return rows
 
@@ -175,15 +201,15 @@ def _row(kind, protos, k, supervised, plain, identity, after, n_test) -> dict:
 
 
 HEADER = (
-    "| writer | prototypes | k | mode | top-1 plain | top-1 identity map | "
+    "| model | writer | prototypes | k | mode | top-1 plain | top-1 identity map | "
     "top-1 adapted (min-max) | error vs identity |\n"
-    "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
+    "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"
 )
 
 
 def _fmt(row: dict) -> str:
     return (
-        f"| {row['writer']} | {row['prototypes']} | {row['k']} | {row['mode']} | "
+        f"| {row.get('model', '')} | {row['writer']} | {row['prototypes']} | {row['k']} | {row['mode']} | "
         f"{100 * row['top1_plain']:.1f}% | {100 * row['top1_identity']:.1f}% | "
         f"{100 * row['top1_adapted']:.1f}% "
         f"({100 * row['top1_adapted_min']:.1f}-{100 * row['top1_adapted_max']:.1f}) | "
@@ -224,7 +250,7 @@ def apply_cost(rec: Recognizer, profile, reps: int = 20) -> dict:
     per-call path's first call with it (folds the classifier in torch; what a demo pick pays)."""
     import dataclasses
 
-    x = np.zeros((1, rec.norm.size, rec.norm.size), np.uint8)
+    x = np.zeros((1, rec.channels, rec.norm.size, rec.norm.size), np.uint8)
     adapted = Recognizer.from_bundle(rec.path, backend=rec.backend, num_threads=rec._num_threads)
     fresh = [dataclasses.replace(profile, heads={}) for _ in range(2 * reps)]  # nothing cached
     set_ms, call_ms = [], []
@@ -239,15 +265,64 @@ def apply_cost(rec: Recognizer, profile, reps: int = 20) -> dict:
             "per_call_first_ms": 1000 * float(np.median(call_ms)), "profile_path": adapted.profile_backend}  # fmt: skip
 
 
+def run_model(model: str | None, args: argparse.Namespace) -> dict:
+    """Every row (and with --latency, the timings) for one bundle."""
+    rec = Recognizer.from_bundle(model, backend=args.backend, num_threads=args.threads)
+    print(f"model {rec.name} ({rec.input_kind}), backend {rec.backend}, profile path "
+          f"{rec.profile_backend}", file=sys.stderr)  # fmt: skip
+    protos: dict[str, np.ndarray | None] = {"classifier rows": None}
+    if args.prototypes is not None and rec.trajectory is None:
+        protos[f"class means ({args.prototypes.name})"] = prototypes_from_lmdb(
+            rec, args.prototypes, progress=False
+        )
+    rows: list[dict] = []
+    result: dict = {"model": rec.name, "input": rec.input_kind, "backend": rec.backend,
+                    "rows": rows}  # fmt: skip
+    lat_images = None
+    if args.pot is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            images, labels = load_online(args.pot, rec, Path(tmp))
+        rows += online_rows(rec, images, labels, protos, args.repeats, args.ks)
+        lat_images = images
+    if args.offline is not None and rec.trajectory is None:  # scans: image models only
+        images, labels = load_offline(args.offline, rec)
+        rows += offline_rows(rec, images, labels, protos, args.splits)
+        lat_images = images if lat_images is None else lat_images
+    if args.latency and lat_images is not None:
+        feats = _batched(rec.features, lat_images[:200]).numpy()
+        adapter = Adapter(rec, CONFIG)
+        adapter.add_unlabelled_features(feats)
+        profile = adapter.fit()
+        result["latency"] = latency(rec, lat_images[200:264], profile, reps=200)
+        result["apply_cost"] = apply_cost(rec, profile)
+    return result
+
+
+def print_latency(result: dict) -> None:
+    lat, cost = result["latency"], result["apply_cost"]
+    print(f"\n{result['model']}: profile set for every call: {cost['profile_path']}")
+    print("\n| batch | plain ms | profile set (folded) ms | ratio | profile per call ms | ratio |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in lat:
+        print(f"| {r['batch']} | {r['plain_ms']:.2f} | {r['profile_ms']:.2f} | {r['ratio']:.3f} "
+              f"| {r['per_call_ms']:.2f} | {r['per_call_ratio']:.3f} |")  # fmt: skip
+    print(
+        f"\napplying a new profile: set_profile {cost['set_profile_ms']:.1f} ms, "
+        f"first per-call use {cost['per_call_first_ms']:.1f} ms (median of 20)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=None, help="bundle (default: the shipped default)")
+    parser.add_argument("--model", nargs="+", default=[None],
+                        help="bundles, image or online, measured in turn (default: the shipped default)")  # fmt: skip
     parser.add_argument("--pot", type=Path, default=None, help="one online writer's .pot file")
-    parser.add_argument("--offline", type=Path, default=None, help="one writer's scans (folder)")
+    parser.add_argument("--offline", type=Path, default=None,
+                        help="one writer's scans (folder; image models only)")  # fmt: skip
     parser.add_argument("--prototypes", type=Path, default=None,
-                        help="also adapt towards class means on this LMDB (as `hccr adapt --prototypes`)")  # fmt: skip
+                        help="also adapt towards class means on this image LMDB (as `hccr adapt --prototypes`; image models)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="draws per k (online)")
     parser.add_argument(
         "--ks",
@@ -270,53 +345,18 @@ def main() -> None:
     CONFIG.min_confidence = args.min_confidence
     if args.prior is not None:
         CONFIG.prior = CONFIG.prior_unsupervised = args.prior
-    rec = Recognizer.from_bundle(args.model, backend=args.backend, num_threads=args.threads)
-    print(f"model {rec.name}, backend {rec.backend}, profile path {rec.profile_backend}",
-          file=sys.stderr)  # fmt: skip
-    protos: dict[str, np.ndarray | None] = {"classifier rows": None}
-    if args.prototypes is not None:
-        protos[f"class means ({args.prototypes.name})"] = prototypes_from_lmdb(
-            rec, args.prototypes, progress=False
-        )
-    rows: list[dict] = []
-    result: dict = {"model": rec.name, "backend": rec.backend, "rows": rows}
-    lat_images = None
-    if args.pot is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            images, labels = load_online(args.pot, rec, Path(tmp))
-        rows += online_rows(rec, images, labels, protos, args.repeats, args.ks)
-        lat_images = images
-    if args.offline is not None:
-        images, labels = load_offline(args.offline, rec)
-        rows += offline_rows(rec, images, labels, protos, args.splits)
-        lat_images = images if lat_images is None else lat_images
+    start = time.perf_counter()
+    results = [run_model(model, args) for model in args.model]
     print(HEADER)
-    for row in rows:
-        print(_fmt(row))
-    if args.latency and lat_images is not None:
-        feats = _batched(rec.features, lat_images[:200]).numpy()
-        adapter = Adapter(rec)
-        adapter.add_unlabelled_features(feats)
-        profile = adapter.fit()
-        lat = latency(rec, lat_images[200:264], profile, reps=200)
-        cost = apply_cost(rec, profile)
-        result["latency"], result["apply_cost"] = lat, cost
-        print(
-            f"\nprofile set for every call: {cost['profile_path']}; per call: {rec.profile_backend}"
-        )
-        print(
-            "\n| batch | plain ms | profile set (folded) ms | ratio | profile per call ms | ratio |"
-        )
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
-        for r in lat:
-            print(f"| {r['batch']} | {r['plain_ms']:.2f} | {r['profile_ms']:.2f} | {r['ratio']:.3f} "
-                  f"| {r['per_call_ms']:.2f} | {r['per_call_ratio']:.3f} |")  # fmt: skip
-        print(
-            f"\napplying a new profile: set_profile {cost['set_profile_ms']:.1f} ms, "
-            f"first per-call use {cost['per_call_first_ms']:.1f} ms (median of 20)"
-        )
+    for result in results:
+        for row in result["rows"]:
+            print(_fmt(row))
+    for result in results:
+        if "latency" in result:
+            print_latency(result)
+    print(f"\n({time.perf_counter() - start:.0f} s)")
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -65,9 +65,11 @@ class StmConfig:
     # Strength of the pull of A towards the identity, in samples: beta = prior * mean ||s||^2 / d.
     # Chosen on synthetic writers only (bench/adaptation_synth.py: held-out fonts and styled
     # stroke writers, k = 200): error change flat from 300 to 600 (-5.2 to -5.5%), worse below
-    # (-4.2% at 200, +6.8% at 50); no real writer played a part.
+    # (-4.2% at 200, +6.8% at 50); no real writer played a part. The online bundle's styled
+    # trajectory writers agree: best at 400 (-5.1%; -4.6% at 300, -4.1% at 600).
     prior: float = 400.0
-    # The same for --unsupervised (same dev set: best at 400, -3.1%; -2.3% at 200).
+    # The same for --unsupervised (same dev set: best at 400, -3.1%; -2.3% at 200; trajectory
+    # writers: -3.4% at 400, -4.0% at 300, within their noise).
     prior_unsupervised: float = 400.0
     # Pull of b towards 0, as a fraction of the summed confidences (0: b is free, as the paper's
     # experiments set it; 1 changed nothing on the synthetic writers).
