@@ -213,7 +213,8 @@ def _write_bundle(src: Path, dst: Path, half: bool) -> Path:
     """Saves the bundle (or run folder) `src` as a bundle at `dst`; returns `dst`."""
     import sys
 
-    from hccr.bundle import CARD_FILE, BundleError, is_generated_card, load_bundle, save_bundle
+    from hccr.bundle import CARD_FILE, BundleError, load_bundle, save_bundle
+    from hccr.model_card import is_generated_card
 
     if dst.exists() and dst.resolve() == src.resolve():
         raise BundleError(f"{dst}: --bundle must differ from MODEL's own folder")
