@@ -8,7 +8,8 @@ A bundle folder holds:
   weights.pt   the model's state_dict (tensors only; loaded with weights_only=True)
   charset.txt  one character per line, index = line number
   README.md    the model card (data, recipe, exact command, metrics); a generated card is
-               rewritten on every save, a hand-written one (no `hccr.model_card.GENERATED_CARD_MARK`) is kept
+               rewritten on every save, a hand-written one (without
+               `hccr.model_card.GENERATED_CARD_MARK`) is kept
 
 A training run folder is also a bundle (of its best epoch) and additionally holds config.json,
 checkpoint.pt, best.pt and metrics.jsonl. Models are rebuilt through the registry and loaded

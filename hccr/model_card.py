@@ -1,4 +1,4 @@
-"""Model cards generated from a bundle's metadata, and telling a generated card from a hand-written one."""
+"""Model cards generated from bundle metadata, and whether a card was generated or hand-written."""
 
 from __future__ import annotations
 

@@ -5,27 +5,23 @@ the second (tiny bundles, a .pot made here, seconds)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from bench_script import load_bench
 from test_online import pot_samples
 from tiny_bundle import TINY_CHARS
 
 from hccr.casia import write_pot
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "adaptation.py"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("adaptation_bench", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("adaptation", "adaptation_bench")
 
 
 def test_one_run_measures_image_and_online_bundles(

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_script import load_bench
 
 from data_tools.render import render_canvas
 from data_tools.strokes import load_medians
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "drawn_input.py"
-
 
 @pytest.fixture(scope="module")
 def drawn_input():
-    spec = importlib.util.spec_from_file_location("drawn_input", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("drawn_input")
 
 
 def test_render_canvas_draws_in_place_with_the_brush_width():

@@ -3,26 +3,21 @@ targets against the student-alone row (tiny bundles and a tiny held-out LMDB, se
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_script import load_bench
 from tiny_bundle import TINY_CHARS, TINY_NORM, make_training_set
 
 from hccr.lmdb_format import LmdbWriter
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "kd_table.py"
-
 
 @pytest.fixture(scope="module")
 def kd_table():
-    spec = importlib.util.spec_from_file_location("kd_table", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("kd_table")
 
 
 def _heldout(out: Path) -> Path:
