@@ -27,7 +27,7 @@ Measurements (`--sensitivity`, `--ranges`) that say where int8 loses:
 `bench/recognize.py` and `bench/drawn_input.py`.
 
     python bench/int8_real.py --model models/gb1-student --real ../shared/data \\
-        --onnx today=OLD_INT8.onnx --calib data/calib-mix.lmdb data/calib-strokes.lmdb \\
+        --onnx earlier=EARLIER_INT8.onnx --calib data/calib-mix.lmdb data/calib-strokes.lmdb \\
         --recipe fixed=default \\
         --check data/val.lmdb data/reallike.lmdb --json OUT.json
 """

@@ -66,10 +66,11 @@ class StmConfig:
     # Chosen on synthetic writers only (bench/adaptation_synth.py: held-out fonts and styled
     # stroke writers, k = 200): error change flat from 300 to 600 (-5.2 to -5.5%), worse below
     # (-4.2% at 200, +6.8% at 50); no real writer played a part. The online bundle's styled
-    # trajectory writers agree: best at 400 (-5.1%; -4.6% at 300, -4.1% at 600).
+    # trajectory writers lean stronger (-7.9% at 400, -9.0% at 600, -9.6% at 800), 1-2 points
+    # on 8 writers: one default is kept for both (BENCHMARKS.md, "Writer adaptation settings").
     prior: float = 400.0
     # The same for --unsupervised (same dev set: best at 400, -3.1%; -2.3% at 200; trajectory
-    # writers: -3.4% at 400, -4.0% at 300, within their noise).
+    # writers: -9.6% at 400, -9.8% at 300, level).
     prior_unsupervised: float = 400.0
     # Pull of b towards 0, as a fraction of the summed confidences (0: b is free, as the paper's
     # experiments set it; 1 changed nothing on the synthetic writers).
