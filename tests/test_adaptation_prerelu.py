@@ -1,0 +1,69 @@
+"""bench/adaptation_prerelu.py: the pre-activation it maps is the feature layer's, before the
+ReLU (relu of it is the feature `hccr adapt` maps), and one run scores the three maps on a
+`.pot` writer with class means from a packed LMDB (tiny online bundle, seconds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench_script import load_bench
+from test_online import pot_samples
+from tiny_bundle import TINY_CHARS
+
+from hccr.casia import write_pot
+from hccr.recognizer import Recognizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench("adaptation_prerelu", "adaptation_prerelu_bench")
+
+
+def _pot(path: Path, seeds: range) -> Path:
+    write_pot(path, [s for seed in seeds for s in pot_samples(TINY_CHARS, seed=seed)])
+    return path
+
+
+def test_pre_activation_is_the_feature_before_its_relu(
+    bench, tiny_online_bundle_path: Path, tmp_path: Path
+) -> None:
+    rec = Recognizer.from_bundle(tiny_online_bundle_path, backend="torch")
+    db = tmp_path / "w.lmdb"
+    subprocess.run([sys.executable, "-m", "data_tools.cli", "pack", str(_pot(tmp_path / "w.pot", range(2))),
+                    "-o", str(db), "--no-progress", "--input", "strokes"], check=True)  # fmt: skip
+    z, labels = bench.synthetic_pre_activation(rec, rec.model.eval(), [db])
+    assert len(z) == len(labels) == 2 * len(TINY_CHARS)
+    feats = rec.features(
+        np.stack([s[0] for s in bench.iter_samples(db, rec.norm, True, rec.trajectory)])
+    )
+    np.testing.assert_allclose(np.maximum(z, 0), feats.numpy(), atol=1e-4)
+    assert (z < 0).any()  # the ReLU has something to cut: this is not the post-ReLU feature
+
+
+def test_one_run_scores_the_three_maps(
+    bench, tiny_online_bundle_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    means = tmp_path / "means.lmdb"
+    subprocess.run([sys.executable, "-m", "data_tools.cli", "pack", str(_pot(tmp_path / "m.pot", range(6, 9))),
+                    "-o", str(means), "--no-progress", "--input", "strokes"], check=True)  # fmt: skip
+    out = tmp_path / "rows.json"
+    argv = ["adaptation_prerelu.py", "--model", str(tiny_online_bundle_path),
+            "--pot", str(_pot(tmp_path / "001.pot", range(6))), "--means", str(means),
+            "--ks", "10", "--repeats", "2", "--prior", "5", "--json", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    rows = json.loads(out.read_text())
+    assert [(r["map"], r["mode"]) for r in rows] == [
+        (m, mode) for mode in ("supervised", "unsupervised") for m in bench.MAPS
+    ]
+    # classes 5-9 of the tiny charset are tested, 6 samples each; 0-4 adapt
+    assert all(r["n_test"] == 30 and r["draws"] == 2 and r["k"] == 10 for r in rows)
+    assert rows[0]["top1_plain"] >= 0.8
+    assert all(0.0 <= r["top1_adapted"] <= 1.0 for r in rows)
