@@ -91,11 +91,17 @@ def load_online(pot: Path, rec: Recognizer, tmp: Path) -> tuple[np.ndarray, np.n
     if rec.trajectory is not None:
         cmd.append("--pen-up" if rec.trajectory.pen_up else "--no-pen-up")
     subprocess.run(cmd, check=True, capture_output=True)
+    return labelled_samples([db], rec)
+
+
+def labelled_samples(dbs: list[Path], rec: Recognizer) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of `rec`'s characters in LMDBs, as `rec` reads them, with class indices."""
     images, labels = [], []
-    for image, char, _ in iter_samples(db, rec.norm, labelled=True, trajectory=rec.trajectory):
-        if char in rec.charset:
-            images.append(image)
-            labels.append(rec.charset.index(char))
+    for db in dbs:
+        for image, char, _ in iter_samples(db, rec.norm, labelled=True, trajectory=rec.trajectory):
+            if char in rec.charset:
+                images.append(image)
+                labels.append(rec.charset.index(char))
     return np.stack(images), np.array(labels)
 
 

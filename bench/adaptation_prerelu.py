@@ -31,12 +31,11 @@ import numpy as np
 import torch
 
 from hccr.adapt import StmConfig, class_means, fit_stm, weight_prototypes
-from hccr.commands.adapt import iter_samples
 from hccr.preprocess import to_model_input
 from hccr.recognizer import Recognizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adaptation import _half, load_online  # noqa: E402
+from adaptation import _half, labelled_samples, load_online  # noqa: E402
 
 MAPS = ("rows (shipped)", "post-ReLU means", "pre-ReLU means")
 BATCH = 256
@@ -60,13 +59,8 @@ def pre_activation(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 def synthetic_pre_activation(
     rec: Recognizer, model, dbs: list[Path]
 ) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for db in dbs:
-        for image, char, _ in iter_samples(db, rec.norm, labelled=True, trajectory=rec.trajectory):
-            if char in rec.charset:
-                images.append(image)
-                labels.append(rec.charset.index(char))
-    return pre_activation(model, np.stack(images)), np.array(labels)
+    images, labels = labelled_samples(dbs, rec)
+    return pre_activation(model, images), labels
 
 
 def _top1(z: np.ndarray, labels: np.ndarray, W, c, A=None, b=None, before_relu=False) -> float:

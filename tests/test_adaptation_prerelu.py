@@ -31,18 +31,22 @@ def _pot(path: Path, seeds: range) -> Path:
     return path
 
 
+def _packed(tmp_path: Path, name: str, seeds: range) -> Path:
+    """A trajectory LMDB of the tiny characters written with `seeds`, packed by `hccr-data pack`."""
+    db = tmp_path / f"{name}.lmdb"
+    subprocess.run([sys.executable, "-m", "data_tools.cli", "pack", str(_pot(tmp_path / f"{name}.pot", seeds)),
+                    "-o", str(db), "--no-progress", "--input", "strokes"], check=True)  # fmt: skip
+    return db
+
+
 def test_pre_activation_is_the_feature_before_its_relu(
     bench, tiny_online_bundle_path: Path, tmp_path: Path
 ) -> None:
     rec = Recognizer.from_bundle(tiny_online_bundle_path, backend="torch")
-    db = tmp_path / "w.lmdb"
-    subprocess.run([sys.executable, "-m", "data_tools.cli", "pack", str(_pot(tmp_path / "w.pot", range(2))),
-                    "-o", str(db), "--no-progress", "--input", "strokes"], check=True)  # fmt: skip
+    db = _packed(tmp_path, "w", range(2))
     z, labels = bench.synthetic_pre_activation(rec, rec.model.eval(), [db])
     assert len(z) == len(labels) == 2 * len(TINY_CHARS)
-    feats = rec.features(
-        np.stack([s[0] for s in bench.iter_samples(db, rec.norm, True, rec.trajectory)])
-    )
+    feats = rec.features(bench.labelled_samples([db], rec)[0])
     np.testing.assert_allclose(np.maximum(z, 0), feats.numpy(), atol=1e-4)
     assert (z < 0).any()  # the ReLU has something to cut: this is not the post-ReLU feature
 
@@ -50,9 +54,7 @@ def test_pre_activation_is_the_feature_before_its_relu(
 def test_one_run_scores_the_three_maps(
     bench, tiny_online_bundle_path: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    means = tmp_path / "means.lmdb"
-    subprocess.run([sys.executable, "-m", "data_tools.cli", "pack", str(_pot(tmp_path / "m.pot", range(6, 9))),
-                    "-o", str(means), "--no-progress", "--input", "strokes"], check=True)  # fmt: skip
+    means = _packed(tmp_path, "means", range(6, 9))
     out = tmp_path / "rows.json"
     argv = ["adaptation_prerelu.py", "--model", str(tiny_online_bundle_path),
             "--pot", str(_pot(tmp_path / "001.pot", range(6))), "--means", str(means),
