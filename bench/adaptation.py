@@ -11,15 +11,19 @@ name; image bundles only): adapt on a random half, test on the other half, over 
 random splits. Supervised uses the labels of the adaptation samples; unsupervised ignores them
 (the model's answers, weighted by their probability).
 
+Prototypes (the map's targets): the classifier's rows, as `hccr adapt` takes them;
+`--prototypes` adds class means on LMDBs (as `hccr adapt --prototypes`).
+
 Three top-1 figures per row: "plain" is the recogniser as shipped (`Recognizer.probabilities`,
 the bundle's ONNX export by default); "identity map" is the adapted path with A = I, b = 0 (the
-export cut before its classifier, then the float classifier; an int8 export quantises its
-logits, which the float classifier does not); "adapted" is that path with the writer's profile
-(`Recognizer.probabilities(..., profile=)`; the test features are computed once through that
-path and each profile's folded classifier applied to them, the same arithmetic). The error
-change is adapted vs identity map: what the map itself does. `--latency` times plain vs a
-profile set for every call (folded into the export's classifier) vs a profile passed per call,
-on the same machine, interleaved, and the cost of applying a new profile either way.
+export cut at the feature layer's pre-activation, then the ReLU and the float classifier; an
+int8 export quantises the feature after its ReLU, which this path does not); "adapted" is that
+path with the writer's profile (`Recognizer.probabilities(..., profile=)`; the test features are
+computed once through that path and each profile's map and the classifier applied to them, the
+same arithmetic). The error change is adapted vs identity map: what the map itself does.
+`--latency` times plain vs a profile set for every call (inserted into the export) vs a profile
+passed per call, on the same machine, interleaved, and the cost of applying a new profile
+either way.
 
   python bench/adaptation.py --model models/gb1-online models/gb1-student \\
       --pot ../shared/data/olhwdb1.0-writer001.pot --offline ../shared/data/hwdb-onewriter101 \\
@@ -40,8 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hccr.adapt import Adapter, StmConfig
-from hccr.commands.adapt import iter_samples, prototypes_from_lmdb
+from hccr.adapt import Adapter, StmConfig, weight_prototypes
+from hccr.commands.adapt import iter_samples, prototypes_from_lmdbs
 from hccr.preprocess import preprocess
 from hccr.recognizer import Recognizer
 
@@ -65,7 +69,13 @@ def _top1(probs: torch.Tensor, labels: np.ndarray) -> float:
     return float((probs.argmax(1).numpy() == labels).mean())
 
 
+ROWS = "classifier rows"
+
+
 def _adapt(rec, feats, labels, prototypes, supervised: bool):
+    if isinstance(prototypes, str):  # the classifier's rows, scaled as `Adapter.fit` scales them
+        scale = float(np.linalg.norm(np.maximum(feats, 0), axis=1).mean())
+        prototypes = weight_prototypes(rec.classifier_affine()[0].numpy(), scale)
     adapter = Adapter(rec, CONFIG, prototypes)
     if supervised:
         adapter.add_features(feats, labels)
@@ -75,10 +85,11 @@ def _adapt(rec, feats, labels, prototypes, supervised: bool):
 
 
 def _after(rec, feats: np.ndarray, labels: np.ndarray, profile) -> float:
-    """Top-1 through the adapted path on features computed once: the folded classifier on the
-    cut export's features, what `rec.probabilities(x, profile)` computes for each call."""
-    W, c = profile.folded_head(*rec.classifier_affine())
-    return _top1(torch.from_numpy(feats) @ W.T + c, labels)
+    """Top-1 through the adapted path on features computed once: W relu(A z + b) + c on the cut
+    export's pre-activations, what `rec.probabilities(x, profile)` computes for each call."""
+    W, c = rec.classifier_affine()
+    A, b = torch.from_numpy(profile.A), torch.from_numpy(profile.b)
+    return _top1(torch.relu(torch.from_numpy(feats) @ A.T + b) @ W.T + c, labels)
 
 
 def load_online(pot: Path, rec: Recognizer, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -139,9 +150,9 @@ def identity_profile(rec: Recognizer):
 def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
     half = _half(rec)
     first, second = np.where(labels < half)[0], np.where(labels >= half)[0]
-    feats = _batched(rec.features, images[first]).numpy()
+    feats = _batched(rec.pre_features, images[first]).numpy()
     test_x, test_y = images[second], labels[second]
-    test_f = _batched(rec.features, test_x).numpy()
+    test_f = _batched(rec.pre_features, test_x).numpy()
     plain = _top1(_batched(rec.probabilities, test_x), test_y)
     # the adapted path itself once, the features above for every profile after it
     identity = _top1(
@@ -166,7 +177,7 @@ def online_rows(rec, images, labels, protos, repeats: int, ks=KS) -> list[dict]:
 
 
 def offline_rows(rec, images, labels, protos, splits: int) -> list[dict]:
-    feats = _batched(rec.features, images).numpy()
+    feats = _batched(rec.pre_features, images).numpy()
     probs = _batched(rec.probabilities, images)
     probs_identity = _batched(lambda x: rec.probabilities(x, identity_profile(rec)), images)
     rows = []
@@ -224,9 +235,9 @@ def _fmt(row: dict) -> str:
 
 
 def latency(rec: Recognizer, images: np.ndarray, profile, reps: int) -> list[dict]:
-    """Median ms per call: plain, the profile set for every call (`set_profile`: folded into a
-    copy of the export's classifier) and the profile passed per call (the demo's path: the
-    export cut before its classifier, then the folded classifier in torch), interleaved so all
+    """Median ms per call: plain, the profile set for every call (`set_profile`: inserted into
+    a copy of the export) and the profile passed per call (the demo's path: the export cut at
+    the pre-activation, then the map, the ReLU and the classifier in torch), interleaved so all
     three see the same load."""
     adapted = Recognizer.from_bundle(rec.path, backend=rec.backend, num_threads=rec._num_threads)
     adapted.set_profile(profile)
@@ -252,13 +263,13 @@ def latency(rec: Recognizer, images: np.ndarray, profile, reps: int) -> list[dic
 
 
 def apply_cost(rec: Recognizer, profile, reps: int = 20) -> dict:
-    """Median ms to apply a new profile: `set_profile` (builds its folded session) vs the
-    per-call path's first call with it (folds the classifier in torch; what a demo pick pays)."""
+    """Median ms to apply a new profile: `set_profile` (builds its mapped session) vs the
+    per-call path's first call with it (checks it and makes its tensors; what a demo pick pays)."""
     import dataclasses
 
     x = np.zeros((1, rec.channels, rec.norm.size, rec.norm.size), np.uint8)
     adapted = Recognizer.from_bundle(rec.path, backend=rec.backend, num_threads=rec._num_threads)
-    fresh = [dataclasses.replace(profile, heads={}) for _ in range(2 * reps)]  # nothing cached
+    fresh = [dataclasses.replace(profile, tensors={}) for _ in range(2 * reps)]  # nothing cached
     set_ms, call_ms = [], []
     for i in range(reps):
         t = time.perf_counter()
@@ -276,11 +287,10 @@ def run_model(model: str | None, args: argparse.Namespace) -> dict:
     rec = Recognizer.from_bundle(model, backend=args.backend, num_threads=args.threads)
     print(f"model {rec.name} ({rec.input_kind}), backend {rec.backend}, profile path "
           f"{rec.profile_backend}", file=sys.stderr)  # fmt: skip
-    protos: dict[str, np.ndarray | None] = {"classifier rows": None}
-    if args.prototypes is not None and rec.trajectory is None:
-        protos[f"class means ({args.prototypes.name})"] = prototypes_from_lmdb(
-            rec, args.prototypes, progress=False
-        )
+    protos: dict[str, np.ndarray | str] = {ROWS: ROWS}
+    if args.prototypes is not None:
+        names = ", ".join(p.name for p in args.prototypes)
+        protos[f"class means ({names})"] = prototypes_from_lmdbs(rec, args.prototypes, False)[0]
     rows: list[dict] = []
     result: dict = {"model": rec.name, "input": rec.input_kind, "backend": rec.backend,
                     "rows": rows}  # fmt: skip
@@ -295,7 +305,7 @@ def run_model(model: str | None, args: argparse.Namespace) -> dict:
         rows += offline_rows(rec, images, labels, protos, args.splits)
         lat_images = images if lat_images is None else lat_images
     if args.latency and lat_images is not None:
-        feats = _batched(rec.features, lat_images[:200]).numpy()
+        feats = _batched(rec.pre_features, lat_images[:200]).numpy()
         adapter = Adapter(rec, CONFIG)
         adapter.add_unlabelled_features(feats)
         profile = adapter.fit()
@@ -307,7 +317,9 @@ def run_model(model: str | None, args: argparse.Namespace) -> dict:
 def print_latency(result: dict) -> None:
     lat, cost = result["latency"], result["apply_cost"]
     print(f"\n{result['model']}: profile set for every call: {cost['profile_path']}")
-    print("\n| batch | plain ms | profile set (folded) ms | ratio | profile per call ms | ratio |")
+    print(
+        "\n| batch | plain ms | profile set (inserted) ms | ratio | profile per call ms | ratio |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in lat:
         print(f"| {r['batch']} | {r['plain_ms']:.2f} | {r['profile_ms']:.2f} | {r['ratio']:.3f} "
@@ -327,8 +339,8 @@ def main() -> None:
     parser.add_argument("--pot", type=Path, default=None, help="one online writer's .pot file")
     parser.add_argument("--offline", type=Path, default=None,
                         help="one writer's scans (folder; image models only)")  # fmt: skip
-    parser.add_argument("--prototypes", type=Path, default=None,
-                        help="also adapt towards class means on this image LMDB (as `hccr adapt --prototypes`; image models)")  # fmt: skip
+    parser.add_argument("--prototypes", type=Path, nargs="+", default=None,
+                        help="also adapt towards class means on these LMDBs of the models' input kind (as `hccr adapt --prototypes`)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="draws per k (online)")
     parser.add_argument(
         "--ks",

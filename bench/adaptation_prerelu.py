@@ -1,17 +1,18 @@
-"""Writer adaptation before the feature layer's ReLU: a candidate map, beside the shipped one.
+"""Where the writer map acts: before the feature layer's ReLU (shipped) or after it.
 
-`hccr adapt` maps the 128-d feature after the feature layer's ReLU (about half of its entries
-are zero there) towards the classifier's rows. Here the same closed-form STM (`hccr.adapt.fit_stm`)
-also maps the pre-activation z (the feature layer's FC + BatchNorm output) towards class means
-of z over synthetic samples (`--means`, e.g. the bundle's validation and calibration sets), and
-the logits are W relu(A z + b) + c. Such a map cannot fold into the classifier (the ReLU comes
-between), so this measures whether it is worth a place in the export path; it is not what the
-CLI or the demo apply. Three maps, same draws: "rows (shipped)" is `hccr adapt`'s; "post-ReLU
-means" targets class means of the post-ReLU feature; "pre-ReLU means" is the candidate.
+`hccr adapt` maps the feature layer's pre-activation z (FC + BatchNorm, before the ReLU that
+zeroes about half of the 128 entries), and the logits are W relu(A z + b) + c. This scores the
+same closed-form STM (`hccr.adapt.fit_stm`) in four places and targets, on the same draws:
+after the ReLU, logits W (A relu(z) + b) + c, towards the classifier's rows or towards class
+means of relu(z); and before it, towards class means of z (`hccr adapt --prototypes`) or towards
+the rows (as shipped). The class means are taken on `--means` (synthetic LMDBs of the bundle's
+input kind, e.g. its validation and calibration sets).
 
-Float model in torch. Online writer only, bench/adaptation.py's protocol: adapt on k characters
-drawn from the first half of the charset's order, test on every character of the second half,
-`--repeats` draws; the error change is against the unadapted float model on the same test set.
+Features through the recogniser's profile path (`Recognizer.pre_features`: the export cut at
+the pre-activation, else the float model). Online writer only, bench/adaptation.py's protocol:
+adapt on k characters drawn from the first half of the charset's order, test on every character
+of the second half, `--repeats` draws; the error change is against the unadapted path on the
+same test set.
 
     python bench/adaptation_prerelu.py --model models/gb1-online \\
         --pot ../shared/data/olhwdb1.0-writer001.pot \\
@@ -28,39 +29,27 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from hccr.adapt import StmConfig, class_means, fit_stm, weight_prototypes
-from hccr.preprocess import to_model_input
 from hccr.recognizer import Recognizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adaptation import _half, labelled_samples, load_online  # noqa: E402
 
-MAPS = ("rows (shipped)", "post-ReLU means", "pre-ReLU means")
+MAPS = (
+    "after ReLU, classifier rows",
+    "after ReLU, class means",
+    "before ReLU, class means",
+    "before ReLU, classifier rows (shipped)",
+)
 BATCH = 256
 
 
-def pre_activation(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    """(N, feat_dim) input of the feature layer's ReLU (`model.feat.act`) for prepared inputs."""
-    captured: list[torch.Tensor] = []
-    hook = model.feat.act.register_forward_pre_hook(lambda _, inp: captured.append(inp[0].clone()))
-    try:
-        with torch.no_grad():
-            for i in range(0, len(x), BATCH):
-                xb = x[i : i + BATCH]
-                xb = xb[:, None] if xb.ndim == 3 else xb  # ink maps (B, S, S) -> (B, 1, S, S)
-                model.forward_features(torch.from_numpy(to_model_input(np.ascontiguousarray(xb))))
-    finally:
-        hook.remove()
-    return torch.cat(captured).numpy().astype(np.float64)
-
-
-def synthetic_pre_activation(
-    rec: Recognizer, model, dbs: list[Path]
-) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = labelled_samples(dbs, rec)
-    return pre_activation(model, images), labels
+def pre_features(rec: Recognizer, x: np.ndarray) -> np.ndarray:
+    """(N, feat_dim) pre-activations of the feature layer, as `hccr adapt` computes them."""
+    return np.concatenate(
+        [rec.pre_features(x[i : i + BATCH]).numpy() for i in range(0, len(x), BATCH)]
+    ).astype(np.float64)
 
 
 def _top1(z: np.ndarray, labels: np.ndarray, W, c, A=None, b=None, before_relu=False) -> float:
@@ -96,6 +85,7 @@ def rows_for(z, labels, W, c, means_pre, means_post, ks, repeats, prior) -> list
                     (MAPS[0], post, rows_protos, False),
                     (MAPS[1], post, means_post, False),
                     (MAPS[2], za, means_pre, True),
+                    (MAPS[3], za, rows_protos, True),
                 ):
                     A, b = fit_stm(source, targets[y], w, prior)
                     after[name].append(_top1(zt, yt, W, c, A, b, before_relu=before))
@@ -119,21 +109,23 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[200], help="adaptation set sizes")
     parser.add_argument("--repeats", type=int, default=5, help="draws per k")
     parser.add_argument("--prior", type=float, default=StmConfig.prior, help="STM prior")
+    parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
+                        help="the recogniser's backend (default: auto, the bundle's export)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     start = time.perf_counter()
-    rec = Recognizer.from_bundle(args.model)
-    model = rec.model.eval()
+    rec = Recognizer.from_bundle(args.model, backend=args.backend)
     with tempfile.TemporaryDirectory() as tmp:
         images, labels = load_online(args.pot, rec, Path(tmp))
-    z = pre_activation(model, images)
-    zs, ys = synthetic_pre_activation(rec, model, args.means)
+    z = pre_features(rec, images)
+    means_x, ys = labelled_samples(args.means, rec)
+    zs = pre_features(rec, means_x)
     W, c = (t.numpy().astype(np.float64) for t in rec.classifier_affine())
     n = len(rec.charset)
     means_post = class_means(np.maximum(zs, 0), ys, n, weight_prototypes(W, 1.0))
     means_pre = class_means(zs, ys, n, np.zeros((n, z.shape[1])))
     rows = rows_for(z, labels, W, c, means_pre, means_post, args.ks, args.repeats, args.prior)
-    print(f"{rec.name} (float, torch), {len(zs)} synthetic samples for the means, prior "
+    print(f"{rec.name} ({rec.profile_backend} features), {len(zs)} synthetic samples for the means, prior "
           f"{args.prior:g}; writer's classes {_half(rec)}+ tested")  # fmt: skip
     print("| map | k | mode | top-1 plain | top-1 adapted | error change |")
     print("| --- | ---: | --- | ---: | ---: | ---: |")

@@ -16,8 +16,8 @@ weight, then drawn with the bundle's TrajectoryConfig as `Recognizer.prepare_str
 
 As in `bench/adaptation.py`, each writer adapts on k samples of classes 0-1,876 (`--draws` random
 draws) and is tested on all of its samples of classes 1,877-3,754, through the recogniser's
-adapted path (features of the export cut before its classifier, then the folded classifier:
-identical to `Recognizer.probabilities(x, profile)`). The score of a setting is the mean
+adapted path (the feature layer's pre-activation from the export cut there, then the map, the
+ReLU and the float classifier: identical to `Recognizer.probabilities(x, profile)`). The score of a setting is the mean
 relative error change over the writers whose error is at least 1% (fewer errors make the ratio
 noise); the writers below, which the model already reads, report their mean change in points
 (the harm a setting does there). Settings tried: the prior (beta) and the bias prior (gamma),
@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hccr.adapt import fit_stm, weight_prototypes
+from hccr.adapt import StmConfig, fit_stm, weight_prototypes
 from hccr.lmdb_format import decode_points_sample, decode_sample, open_lmdb, read_meta, sample_key
 from hccr.preprocess import EmptyImageError, normalize, to_model_input
 from hccr.recognizer import Recognizer
@@ -167,7 +167,7 @@ def small_affine(sample, rng: np.random.Generator, rec: Recognizer, pen: float) 
 
 def features(rec: Recognizer, images: np.ndarray) -> np.ndarray:
     return np.concatenate(
-        [rec.features(images[i : i + BATCH]).numpy() for i in range(0, len(images), BATCH)]
+        [rec.pre_features(images[i : i + BATCH]).numpy() for i in range(0, len(images), BATCH)]
     )
 
 
@@ -239,7 +239,7 @@ def diagonal_map(S, T, weights, prior) -> tuple[np.ndarray, np.ndarray]:
 
 
 def discriminative_map(S, y, weights, W, c, lam, lam_bias, steps=30):
-    """(A, b) minimising the weighted cross-entropy of softmax(W (A s + b) + c) on the samples
+    """(A, b) minimising the weighted cross-entropy of softmax(W relu(A s + b) + c) on the samples
     + lam ||A - I||^2 + lam_bias ||b||^2 (L-BFGS from the identity)."""
     S_t, y_t = torch.tensor(S, dtype=torch.float32), torch.tensor(y)
     w_t = torch.tensor(weights, dtype=torch.float32)
@@ -251,7 +251,8 @@ def discriminative_map(S, y, weights, W, c, lam, lam_bias, steps=30):
 
     def closure():
         opt.zero_grad()
-        ce = torch.nn.functional.cross_entropy((S_t @ A.T + b) @ W_t.T + c_t, y_t, reduction="none")
+        logits = torch.relu(S_t @ A.T + b) @ W_t.T + c_t
+        ce = torch.nn.functional.cross_entropy(logits, y_t, reduction="none")
         loss = (ce * w_t).sum() / w_t.sum() + lam * ((A - eye) ** 2).sum() + lam_bias * (b**2).sum()
         loss.backward()
         return loss
@@ -275,7 +276,7 @@ class Dev:
             w["base"] = self.error(w, np.eye(self.W.shape[1]), np.zeros(self.W.shape[1]))
 
     def error(self, writer: dict, A: np.ndarray, b: np.ndarray) -> float:
-        logits = (writer["test_f"] @ A.T + b) @ self.W.T + self.c
+        logits = np.maximum(writer["test_f"] @ A.T + b, 0) @ self.W.T + self.c
         return float((logits.argmax(1) != writer["test_y"]).mean())
 
     def _map(self, S, y, weights, protos, prior, gamma, kind, lam):
@@ -289,14 +290,18 @@ class Dev:
 
     def fit(self, S, y, weights, supervised, prior, gamma, rounds, power, cut, kind="stm",
             lam=0.1, soft=False, means=False):  # fmt: skip
-        scale = float(np.linalg.norm(S, axis=1).mean())
-        protos = self.class_means if means else weight_prototypes(self.W, scale)
+        if means:
+            protos = self.class_means
+        else:  # scaled to the features after the ReLU, as `Adapter.fit` scales them
+            protos = weight_prototypes(
+                self.W, float(np.linalg.norm(np.maximum(S, 0), axis=1).mean())
+            )
         if supervised:
             return self._map(S, y, weights, protos, prior, gamma, kind, lam)
         d = S.shape[1]
         A, b = np.eye(d), np.zeros(d)
         for _ in range(rounds):  # label with the current map, refit from the identity
-            p = _softmax((S @ A.T + b) @ self.W.T + self.c)
+            p = _softmax(np.maximum(S @ A.T + b, 0) @ self.W.T + self.c)
             conf, pred = p.max(1), p.argmax(1)
             keep = conf >= cut
             w = (weights * conf**power)[keep]
@@ -393,36 +398,38 @@ def _fmt(setting: dict, result: dict) -> str:
 GROUPS = ("prior", "copies", "confidence", "maps")
 
 
-PRIORS = (50, 100, 200, 300, 400, 600, 800)
+PRIORS = (50, 100, 200, 300, 400, 600, 800, 1200)
+PRIOR = int(StmConfig.prior)  # the default, beside which the other settings are scored
 
 
 def grid(groups=GROUPS, class_means: bool = False, priors=PRIORS) -> list[dict]:
     """The settings of the chosen groups: "prior" (beta, gamma), "copies" (affine copies of the
     k samples), "confidence" (unsupervised weighting, cut, rounds), "maps" (other maps than
-    STM's, other targets; STM at the default prior first, for reference)."""
+    STM's, other targets; STM at the default prior first, for reference); each at the default
+    prior `PRIOR` unless it varies the prior."""
     rows: list[dict] = []
     for mode in (True, False):
         if "prior" in groups:
             for prior in priors:
                 rows.append({"supervised": mode, "prior": prior})
-            rows.append({"supervised": mode, "prior": 400, "gamma": 1.0})
+            rows.append({"supervised": mode, "prior": PRIOR, "gamma": 1.0})
         if "copies" in groups:
             for copies in (2, 4):  # the prior counts samples: scaled too, for the same pull
-                for prior in (400, 400 * (1 + copies)):
+                for prior in (PRIOR, PRIOR * (1 + copies)):
                     for weight in (1.0, 0.5):
                         rows.append({"supervised": mode, "prior": prior, "copies": copies,
                                      "copy_weight": weight})  # fmt: skip
     if "confidence" in groups:
         for extra in ({"rounds": 2}, {"power": 0.0}, {"power": 2.0}, {"cut": 0.3},
                       {"rounds": 2, "power": 2.0}):  # fmt: skip
-            rows.append({"supervised": False, "prior": 400, **extra})
+            rows.append({"supervised": False, "prior": PRIOR, **extra})
     if "maps" in groups:
         for mode in (True, False):
             maps = [{}, {"kind": "bias"}, {"kind": "diagonal", "prior": 50}, {"kind": "diagonal"}]
             maps += [{"kind": "discriminative", "lam": lam} for lam in (0.1, 1.0)]
             maps += [{"soft": True}] if not mode else []
             maps += [{"means": True}] if class_means else []
-            rows += [{"supervised": mode, "prior": 400, **m} for m in maps]
+            rows += [{"supervised": mode, "prior": PRIOR, **m} for m in maps]
     return rows
 
 
@@ -440,8 +447,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     parser.add_argument("--grid", nargs="+", choices=GROUPS, default=list(GROUPS),
                         help="groups of settings to score (default: all)")  # fmt: skip
-    parser.add_argument("--prototypes", type=Path, default=None, metavar="DB.lmdb",
-                        help="also score class-mean prototypes on this LMDB (as `hccr adapt --prototypes`; e.g. `hccr-data synth --split train` output)")  # fmt: skip
+    parser.add_argument("--prototypes", type=Path, nargs="+", default=None, metavar="DB.lmdb",
+                        help="also score class-mean prototypes on these LMDBs (as `hccr adapt --prototypes`; e.g. `hccr-data synth --split train` output)")  # fmt: skip
     parser.add_argument("--priors", type=float, nargs="+", default=list(PRIORS),
                         help=f"priors of the prior group (default: {' '.join(map(str, PRIORS))})")  # fmt: skip
     parser.add_argument("--adabn", action="store_true",
@@ -460,9 +467,9 @@ def main() -> None:
         )
     means = None
     if args.prototypes is not None:
-        from hccr.commands.adapt import prototypes_from_lmdb
+        from hccr.commands.adapt import prototypes_from_lmdbs
 
-        means = prototypes_from_lmdb(rec, args.prototypes, progress=False)
+        means = prototypes_from_lmdbs(rec, args.prototypes, progress=False)[0]
     dev = Dev(rec, writers, args.k, args.draws, means)
     print(f"{rec.name} ({rec.profile_backend} features), k = {args.k}, {args.draws} draws; "
           f"writers and their error: " + ", ".join(f"{w['name']} {100 * w['base']:.1f}%"

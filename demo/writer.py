@@ -11,8 +11,9 @@ panel's server functions are not told Gradio's session): dropped when the page i
 panel says so as it goes), after `PAGE_IDLE_S` without a request, or when it is the least
 recently used of more than `MAX_PAGES`. Nothing is written to disk. Without a profile,
 recognition takes exactly the path it takes without this module. With one, it is passed per
-call (the export cut before its classifier, then the folded classifier: +3.5% a pen-up), not
-set as a folded export session: that would cost each pick ~30 ms and each page ~8 MB.
+call (the export cut at the feature layer's pre-activation, then the map, the ReLU and the
+classifier), not set as a mapped export session: that would cost each pick 4-7 ms and each page
+~8 MB.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from hccr.adapt import Adapter, ProfileError, StmConfig, WriterProfile
 from hccr.charset import CharsetError
 from hccr.recognizer import Recognizer
 
-# A profile holds a (d, d) map plus, once applied, the folded classifier (num_classes x d
-# floats: ~2 MB for GB2312 level 1 at d = 128); pages past this many are dropped, oldest first.
+# A page holds its picks' features (0.5 kB a pick at d = 128) and a (d, d) map (64 kB); pages
+# past this many are dropped, oldest first.
 MAX_PAGES = 128
 PAGE_IDLE_S = 3600.0  # an open page that sends nothing for an hour starts again
 SESSION_ID = re.compile(r"[A-Za-z0-9-]{8,64}")
@@ -120,7 +121,7 @@ class PageWriters:
             if state.picks >= state.adapter.cfg.min_samples:
                 state.fitted = state.adapter.fit("this session's picks")
         if state.profile is not None:
-            # folds the map into the classifier now, not on the next pen-up
+            # checks the profile and makes its tensors now, not on the next pen-up
             rec.recognize_prepared(prepared[None], 1, profile=state.profile)
         return state
 

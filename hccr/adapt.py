@@ -1,12 +1,12 @@
-"""Writer adaptation by style transfer mapping (STM): an affine map of the classifier's input.
+"""Writer adaptation by style transfer mapping (STM): an affine map of the feature layer.
 
 Zhang & Liu, "Writer adaptation with style transfer mapping", IEEE TPAMI 35(7):1773-1787, 2013
 (doi:10.1109/TPAMI.2012.239); applied to a CNN's last feature layer in Zhang, Bengio & Liu,
 "Online and offline handwritten Chinese character recognition: a comprehensive study and new
 benchmark", Pattern Recognition 61:348-360, 2017 (arXiv:1606.05763).
 
-A writer's feature vectors s_i (the input of the final FC layer) are mapped by f -> A f + b
-towards target points t_i in the space the classifier was trained in, with confidences w_i:
+A writer's feature vectors s_i are mapped by s -> A s + b towards target points t_i in the space
+the classifier was trained in, with confidences w_i:
 
     min_{A,b}  sum_i w_i ||A s_i + b - t_i||^2 + beta ||A - I||_F^2 + gamma ||b||^2
 
@@ -17,16 +17,21 @@ which has the closed form (TPAMI 2013, eqs. 6-9)
     P  = sum w_i s_i s_i^T - s^ s^^T / w^ + beta I
     A  = Q P^-1,   b = (t^ - A s^) / w^.
 
+The features are the feature layer's pre-activation z (FC + BN, before its ReLU), and the logits
+W relu(A z + b) + c. After the ReLU about half of the 128 entries are zero for any one
+character, and a map there cannot move them; before it, every entry moves (writer 001, k = 200,
+online bundle: error -25% supervised before the ReLU, -20% after it; bench/adaptation_prerelu.py).
+A profile costs one (d x d) product per character, in the export
+(`hccr.onnx_graph.onnx_mapped_graph`) or after it.
+
 Targets are class prototypes: the class of a labelled sample (supervised) or the model's own
 top-1 answer, weighted by its probability, for unlabelled samples (unsupervised; the paper's
-confidence-weighted variant, with low-confidence samples left out). Prototypes are either the
-class means of the model's features over data like its training set (the paper's choice; see
-`class_means`), or, with no data at hand, the classifier's weight rows: after the ReLU the
-feature is non-negative, and relu(W_k) / ||relu(W_k)|| scaled to the writer's feature norm
-correlates ~0.93 with the class means of the shipped student (measured on synthetic samples).
-
-The map folds into the classifier (logits = W (A f + b) + c = (W A) f + (W b + c)), so applying
-a profile costs one feature pass and a (feat_dim x num_classes) product, as the model does.
+confidence-weighted variant, with low-confidence samples left out). Prototypes are the
+classifier's weight rows, relu(W_k) at unit length scaled to the writer's mean feature norm
+after the ReLU (the direction the classifier scores highest for class k), or the class means of
+z over data like the training set (`class_means`, `hccr adapt --prototypes`; the paper's
+choice). The rows need no data, and did better on the synthetic writers the settings are chosen
+on (BENCHMARKS.md, "Writer adaptation settings from synthetic writers").
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ if TYPE_CHECKING:
     from hccr.recognizer import Recognizer
 
 PROFILE_FORMAT = "hccr-writer-profile"
-PROFILE_VERSION = 1
+# 2: the map acts on the feature layer's pre-activation; 1 (refused): on the classifier's input
+PROFILE_VERSION = 2
 MODES = ("supervised", "unsupervised")
 
 
@@ -63,23 +69,24 @@ class StmConfig:
     """Style transfer mapping settings (Zhang & Liu 2013)."""
 
     # Strength of the pull of A towards the identity, in samples: beta = prior * mean ||s||^2 / d.
-    # Chosen on synthetic writers only (bench/adaptation_synth.py: held-out fonts and styled
-    # stroke writers, k = 200): error change flat from 300 to 600 (-5.2 to -5.5%), worse below
-    # (-4.2% at 200, +6.8% at 50); no real writer played a part. The online bundle's styled
-    # trajectory writers lean stronger (-7.9% at 400, -9.0% at 600, -9.6% at 800), 1-2 points
-    # on 8 writers: one default is kept for both (BENCHMARKS.md, "Writer adaptation settings").
-    prior: float = 400.0
-    # The same for --unsupervised (same dev set: best at 400, -3.1%; -2.3% at 200; trajectory
-    # writers: -9.6% at 400, -9.8% at 300, level).
-    prior_unsupervised: float = 400.0
+    # Chosen on synthetic writers only (bench/adaptation_synth.py, k = 200; no real writer played
+    # a part): the online bundle's 8 styled trajectory writers are best at 800 (-15.5%; -13.8%
+    # at 400, -14.9% at 1200), the image student's 12 font, skeleton and stroke writers gain
+    # little at any prior and more up to 1600 (-2.2% at 400, -3.6% at 800, -5.4% at 1600).
+    # One default for both (BENCHMARKS.md, "Writer adaptation settings").
+    prior: float = 800.0
+    # The same for --unsupervised (trajectory writers: -16.0% at 600 and 800, -14.4% at 400 and
+    # 1200; image writers level from 400 to 1600, -2.8% to -3.3%).
+    prior_unsupervised: float = 800.0
     # Pull of b towards 0, as a fraction of the summed confidences (0: b is free, as the paper's
-    # experiments set it; 1 changed nothing on the synthetic writers).
+    # experiments set it; 1 did no better on the synthetic writers).
     bias_prior: float = 0.0
     # Fewer samples leave a map that is all regulariser (writer 001: 20 samples gain < 1 point).
     min_samples: int = 10
     # Unsupervised: samples whose top-1 probability is below this are left out. 0 (keep all,
-    # weighted by probability) is best on the synthetic writers (-3.1% vs -2.5% with a 0.3 cut):
-    # the confident answers alone are the ones the model already gets right.
+    # weighted by probability) does as well as a 0.3 cut on the synthetic writers (image: -2.8%
+    # both; trajectory: -14.4% vs -15.0%): the confident answers are the ones the model already
+    # gets right.
     min_confidence: float = 0.0
 
 
@@ -159,21 +166,15 @@ class WriterProfile:
     num_samples: int
     mode: str = "supervised"
     meta: dict[str, Any] = field(default_factory=dict)  # model name, prototypes, config
-    # the folded classifier of each model it was applied to (by weights SHA-256), so that a
-    # per-call profile is folded once
-    heads: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
+    # the map as torch tensors (A^T contiguous, b), by the weights SHA-256 of each model it was
+    # checked against, so that a per-call profile is checked and converted once
+    tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     @property
     def feat_dim(self) -> int:
         return int(self.A.shape[0])
-
-    def folded_head(self, W: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The classifier with the map folded in: W' = W A, c' = W b + c."""
-        A = torch.from_numpy(np.asarray(self.A, np.float32))
-        b = torch.from_numpy(np.asarray(self.b, np.float32))
-        return (W @ A).contiguous(), W @ b + c
 
     def check(self, weights_sha256: str, charset: Charset, feat_dim: int, where: str) -> None:
         """Raises ProfileError unless the profile was made for these weights and charset."""
@@ -233,6 +234,11 @@ class WriterProfile:
             raise ProfileError(f"{where}: not a writer profile (unreadable metadata)") from None
         if not isinstance(meta, dict) or meta.get("format") != PROFILE_FORMAT:
             raise ProfileError(f"{where}: not a writer profile (format is not {PROFILE_FORMAT})")
+        if meta.get("version") == 1:
+            raise ProfileError(
+                f"{where}: profile version 1 maps a feature layer this hccr no longer adapts; "
+                f"adapt again with `hccr adapt`"
+            )
         if meta.get("version") != PROFILE_VERSION:
             raise ProfileError(f"{where}: profile version {meta.get('version')} is not supported")
         A, b = arrays["A"], arrays["b"]
@@ -270,7 +276,7 @@ class Adapter:
     `add_unlabelled` ones (the model's confident answers become their labels), then `fit`.
 
     Args:
-        recognizer: the model to adapt (its float feature layer is used).
+        recognizer: the model to adapt (its features: `Recognizer.pre_features`).
         cfg: STM settings.
         prototypes: (num_classes, d) target points (None: from the classifier's weight rows).
     """
@@ -284,6 +290,10 @@ class Adapter:
     ) -> None:
         self.recognizer = recognizer
         self.cfg = cfg or StmConfig()
+        if prototypes is not None and np.shape(prototypes) != (len(recognizer.charset),
+                                                               recognizer.feat_dim):  # fmt: skip
+            raise ValueError(f"prototypes are {np.shape(prototypes)}, the model needs "
+                             f"({len(recognizer.charset)}, {recognizer.feat_dim})")  # fmt: skip
         self.prototypes = prototypes
         self.prototypes_name = prototypes_name if prototypes is not None else "classifier rows"
         self.reset()
@@ -311,7 +321,7 @@ class Adapter:
         if len(labels) != len(x):
             raise ValueError(f"{len(x)} images but {len(labels)} labels")
         index = np.array([self.recognizer.charset.index(ch) for ch in labels], np.int64)
-        self.add_features(self.recognizer.features(x).numpy(), index)
+        self.add_features(self.recognizer.pre_features(x).numpy(), index)
 
     def _batch(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
         """One sample or a batch of them, as a batch: one online sample (C, S, S) has the
@@ -323,7 +333,8 @@ class Adapter:
     def add_features(
         self, features: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
     ) -> None:
-        """Adds (N, d) features with class indices and optional confidences."""
+        """Adds (N, d) features (`Recognizer.pre_features`) with class indices and optional
+        confidences."""
         self._features.append(np.asarray(features, np.float32))
         self._labels.append(np.asarray(labels, np.int64))
         self._weights.append(
@@ -333,13 +344,14 @@ class Adapter:
     def add_unlabelled(self, prepared: np.ndarray | torch.Tensor) -> int:
         """Adds unlabelled ink maps labelled by the model's top-1 answer, weighted by its
         probability; those below `cfg.min_confidence` are left out. Returns how many were kept."""
-        return self.add_unlabelled_features(self.recognizer.features(self._batch(prepared)).numpy())
+        x = self._batch(prepared)
+        return self.add_unlabelled_features(self.recognizer.pre_features(x).numpy())
 
     def add_unlabelled_features(self, features: np.ndarray) -> int:
         """`add_unlabelled` for (N, d) features already computed; returns how many were kept."""
         feats = torch.as_tensor(np.asarray(features, np.float32))
         W, c = self.recognizer.classifier_affine()
-        conf, pred = torch.softmax(feats @ W.T + c, dim=1).max(1)
+        conf, pred = torch.softmax(torch.relu(feats) @ W.T + c, dim=1).max(1)
         keep = (conf >= self.cfg.min_confidence).numpy()
         self._unsupervised = True
         self.add_features(feats.numpy()[keep], pred.numpy()[keep], conf.numpy()[keep])
@@ -361,8 +373,9 @@ class Adapter:
         weights = np.concatenate(self._weights)
         W, _ = self.recognizer.classifier_affine()
         protos = self.prototypes
-        if protos is None:
-            protos = weight_prototypes(W.numpy(), float(np.linalg.norm(S, axis=1).mean()))
+        if protos is None:  # scaled to the writer's features after the ReLU, as the rows are
+            scale = float(np.linalg.norm(np.maximum(S, 0), axis=1).mean())
+            protos = weight_prototypes(W.numpy(), scale)
         prior = self.cfg.prior_unsupervised if self._unsupervised else self.cfg.prior
         A, b = fit_stm(S, protos[labels], weights, prior, self.cfg.bias_prior)
         rec = self.recognizer

@@ -56,8 +56,8 @@ def onnx_session(
 ):
     """The CPU onnxruntime.InferenceSession the recogniser runs (benchmarks time the same one).
 
-    `initializers` replace the graph's ones of those names (a writer profile's folded
-    classifier); the session keeps their buffers alive (`session.hccr_initializers`).
+    `initializers` replace the graph's ones of those names (a writer profile's map,
+    `mapped_onnx_runner`); the session keeps their buffers alive (`session.hccr_initializers`).
     """
     import onnxruntime as ort
 
@@ -110,17 +110,16 @@ class OnnxRunner:
         return np.concatenate(outs).astype(np.float32, copy=False)
 
 
-def folded_onnx_runner(
-    export: Path, classifier: Any, A: np.ndarray, b: np.ndarray, num_threads: int | None
+def mapped_onnx_runner(
+    graph: bytes, A: np.ndarray, b: np.ndarray, num_threads: int | None
 ) -> OnnxRunner:
-    """The export with an affine map of its classifier's input folded into the classifier:
-    logits = W (A f + b) + c = (W A) f + (W b + c), written over its weight and bias
-    initializers (`classifier`: `hccr.export.OnnxClassifier`). A writer profile then costs
-    nothing per character: the same graph, other numbers."""
-    W = classifier.W.astype(np.float64)
-    folded = classifier.initializers(W @ np.asarray(A, np.float64),
-                                     W @ np.asarray(b, np.float64) + classifier.c)  # fmt: skip
-    return OnnxRunner(export, num_threads, folded)
+    """An export with a writer profile's map (A, b) at its feature layer's pre-activation: the
+    graph of `hccr.onnx_graph.onnx_mapped_graph` with A^T and b as its map's initializers. The
+    profile then costs one (d x d) product per character, in the same session."""
+    from hccr.onnx_graph import MAP_BIAS, MAP_WEIGHT
+
+    values = {MAP_WEIGHT: np.asarray(A, np.float32).T, MAP_BIAS: np.asarray(b, np.float32)}
+    return OnnxRunner(graph, num_threads, values)
 
 
 def float_runner(model: nn.Module) -> TorchRunner:
@@ -132,19 +131,20 @@ def float_runner(model: nn.Module) -> TorchRunner:
     return TorchRunner(_for_inference(model), channels_last=True)
 
 
-def feature_runner(model: nn.Module) -> TorchRunner:
-    """The float network up to the classifier's input: (B, 1, S, S) -> (B, feat_dim)."""
+def pre_feature_runner(model: nn.Module) -> TorchRunner:
+    """The float network up to its feature layer's pre-activation (before its ReLU: what a
+    writer profile maps): (B, C, S, S) -> (B, feat_dim)."""
     from torch import nn
 
-    class FeatureNet(nn.Module):
+    class PreFeatureNet(nn.Module):
         def __init__(self, net: nn.Module) -> None:
             super().__init__()
             self.net = net
 
         def forward(self, x: Any) -> Any:
-            return self.net.forward_features(x)
+            return self.net.forward_pre_features(x)
 
-    return TorchRunner(FeatureNet(_for_inference(model)), channels_last=True)
+    return TorchRunner(PreFeatureNet(_for_inference(model)), channels_last=True)
 
 
 def _for_inference(model: nn.Module) -> nn.Module:

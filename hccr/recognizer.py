@@ -12,18 +12,18 @@ made from) vouches for, or, without a record, that is at least as new as its wei
 with them on a probe batch, it is used instead of the float model because it is faster;
 otherwise a warning says why and the float model runs. `backend=` forces a choice. A recorded
 ONNX export runs without torch: the float weights, and torch with them, load only when needed
-(an export that fails its check, TorchScript, a writer profile, `features`, `model`).
+(an export that fails its check, TorchScript, a writer profile, `pre_features`, `model`).
 
 A `Recognizer` is safe to share between threads (the demo serves concurrent requests from one):
 onnxruntime sessions allow concurrent `run` calls, and the torch paths run under a lock.
 
-A writer profile (`hccr.adapt`, style transfer mapping) maps the feature layer before the final
-classifier; it is folded into that classifier. A profile set for every call (`profile=` of
-`from_bundle`, `set_profile`) is written into a copy of the export's classifier weights (one
-more onnxruntime session, `hccr.backends.folded_onnx_runner`). A profile passed per call (the
-demo keeps one per browser session), or one for an export whose classifier cannot take it, runs
-the export cut before its classifier (`hccr.export.onnx_feature_graph`; else the float
-backbone in torch), then the folded classifier in torch.
+A writer profile (`hccr.adapt`, style transfer mapping) maps the feature layer's
+pre-activation, before its ReLU and the classifier. A profile set for every call (`profile=` of
+`from_bundle`, `set_profile`) is inserted into a copy of the export's graph (one more
+onnxruntime session, `hccr.backends.mapped_onnx_runner`). A profile passed per call (the demo
+keeps one per browser session), or one for an export the map cannot be inserted in, runs the
+export cut at the pre-activation (`hccr.onnx_graph.onnx_feature_graph`; else the float backbone
+in torch), then the map, the ReLU and the classifier in torch.
 """
 
 from __future__ import annotations
@@ -42,9 +42,7 @@ from hccr.backends import (  # noqa: F401  (onnx_session: benchmarks time the re
     ONNX_FILE,
     TORCHSCRIPT_FILE,
     OnnxRunner,
-    feature_runner,
     float_runner,
-    folded_onnx_runner,
     onnx_session,
     open_export,
     probe_batch,
@@ -82,7 +80,7 @@ class Recognizer(ProfileMixin):
     Args:
         model: the float network (eval mode, CPU): (B, 1, S, S) float -> (B, num_classes)
             logits; None for a bundle whose export does the work (`from_bundle`): it is then
-            loaded from `path` only if needed (a writer profile, `features`).
+            loaded from `path` only if needed (a writer profile, `pre_features`).
         charset: class index -> character.
         norm: the preprocessing the model was trained with.
         name: shown by the CLI and the demo.
@@ -120,9 +118,10 @@ class Recognizer(ProfileMixin):
         self._feature_runner: Any = None  # built on first use of a writer profile
         self._sha256: str | None = None
         self._affine: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._classifier: Any = None  # the export's classifier (OnnxClassifier), False: none
-        # (profile, its folded classifier, the export with it folded in or None), swapped as
-        # one object so that a concurrent call never sees one without the other
+        self._classifier_t: tuple[torch.Tensor, torch.Tensor] | None = None  # (W^T, c)
+        self._mapped_graph: bytes | bool | None = None  # the export with a map slot; False: none
+        # (profile, its map as tensors, the export with it inserted or None), swapped as one
+        # object so that a concurrent call never sees one without the other
         self._active: tuple[WriterProfile, tuple[torch.Tensor, torch.Tensor], Any] | None = None
         # compiled (first run on a machine) or loaded now, so no request waits for it
         warm_up()
@@ -330,13 +329,7 @@ class Recognizer(ProfileMixin):
             return self._runner(x)
         if profile is None and active[2] is not None:  # type: ignore[index]
             return active[2](x)  # type: ignore[index]
-        import torch
-
-        Wt, c = active[1] if profile is None else self._folded_head(profile)  # type: ignore[index]
-        # torch, not numpy: numpy's BLAS threads took 4 ms instead of 20 us for one row when
-        # other processes shared the cores; (W A)^T is stored contiguous (37 vs 59 us per row)
-        features = torch.from_numpy(self._features_runner()(x))
-        return torch.addmm(c, features, Wt).numpy()
+        return self._profile_logits(x, profile)
 
     def recognize_prepared(
         self,

@@ -1,11 +1,12 @@
 """The writer-profile half of `hccr.recognizer.Recognizer` (style transfer mapping, `hccr.adapt`).
 
-A profile maps the feature layer before the final classifier and is folded into that
-classifier. A profile set for every call (`set_profile`) is written into a copy of the export's
-classifier weights (`hccr.backends.folded_onnx_runner`); a profile passed per call runs the
-export cut before its classifier (else the float backbone in torch), then the folded classifier.
+A profile maps the feature layer's pre-activation z: logits = W relu(A z + b) + c. A profile
+set for every call (`set_profile`) runs in the export, the map inserted before the feature
+layer's ReLU (`hccr.onnx_graph.onnx_mapped_graph`, one more onnxruntime session); a profile
+passed per call (the demo's, refitted at every pick) runs the export cut at the pre-activation
+(else the float backbone in torch), then the map, the ReLU and the classifier in torch.
 `Recognizer` sets the state these methods read (`_sha256`, `_affine`, `_feature_runner`,
-`_classifier`, `_active`, `_export`, `_lock`, ...) in its `__init__`.
+`_classifier_t`, `_active`, `_export`, `_lock`, ...) in its `__init__`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hccr.backends import OnnxRunner, feature_runner, folded_onnx_runner
+from hccr.backends import OnnxRunner, mapped_onnx_runner, pre_feature_runner
 from hccr.bundle import WEIGHTS_FILE
 from hccr.export_record import file_sha256
 
@@ -61,8 +62,9 @@ class ProfileMixin:
             self._affine = classifier_affine(classifier, int(self.model.feat_dim))
         return self._affine
 
-    def features(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Normalised ink maps (B, S, S) or (B, 1, S, S) -> (B, feat_dim) classifier inputs."""
+    def pre_features(self, prepared: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Normalised model inputs (B, S, S) or (B, C, S, S) -> (B, feat_dim) pre-activations of
+        the feature layer (before its ReLU): what a writer profile maps."""
         import torch
 
         return torch.from_numpy(self._features_runner()(self._model_input(prepared)))
@@ -75,8 +77,8 @@ class ProfileMixin:
 
     def _make_features_runner(self) -> Any:
         if self._export is None:
-            return feature_runner(self.model)
-        from hccr.export import onnx_feature_graph
+            return pre_feature_runner(self.model)
+        from hccr.onnx_graph import onnx_feature_graph
 
         try:
             graph = onnx_feature_graph(self._export)
@@ -84,10 +86,10 @@ class ProfileMixin:
         except Exception as e:  # onnx / onnxruntime raise their own exception types
             runner, graph = None, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if runner is None:
-            why = "its graph does not end in a linear classifier" if graph is None else graph
+            why = graph or "its graph does not end in feature layer, ReLU, classifier"
             note = f"{self._export}: {why}; a writer profile runs the float model"
             warnings.warn(note, stacklevel=3)
-            return feature_runner(self.model)
+            return pre_feature_runner(self.model)
         return runner
 
     @property
@@ -97,11 +99,11 @@ class ProfileMixin:
 
     @property
     def profile_backend(self) -> str:
-        """How a profile is applied: "onnx-folded" (the `set_profile` one, folded into the
-        export's classifier), else where the backbone runs before the folded classifier
-        ("onnx": the export cut before its classifier, or "torch")."""
+        """How a profile is applied: "onnx-mapped" (the `set_profile` one, inserted into the
+        export), else where the backbone runs before the map and the classifier ("onnx": the
+        export cut at the pre-activation, or "torch")."""
         if self._active is not None and self._active[2] is not None:
-            return "onnx-folded"
+            return "onnx-mapped"
         return "onnx" if isinstance(self._features_runner(), OnnxRunner) else "torch"
 
     def load_profile(self, profile: str | Path | WriterProfile) -> WriterProfile:
@@ -126,36 +128,57 @@ class ProfileMixin:
             self._active = None
             return None
         loaded = self.load_profile(profile)
-        head = self._folded_head(loaded)
-        folded = self._folded_runner(loaded)
-        if folded is None:
+        tensors = self._profile_tensors(loaded)
+        mapped = self._mapped_runner(loaded)
+        if mapped is None:
             self._features_runner()  # built now, so that the first request does not wait for it
-        self._active = (loaded, head, folded)
+            self._head()
+        self._active = (loaded, tensors, mapped)
         return loaded
 
-    def _folded_runner(self, profile: WriterProfile) -> OnnxRunner | None:
-        """The export with the map folded into its classifier (`folded_onnx_runner`), or None
-        when no export runs or its classifier is not a float Gemm. Only for `set_profile`: a
-        per-call profile (the demo's, refitted at every pick) keeps the cut export + classifier
-        path, as a session costs ~8 MB and 10-40 ms to build."""
+    def _mapped_runner(self, profile: WriterProfile) -> OnnxRunner | None:
+        """The export with the map inserted (`mapped_onnx_runner`), or None when no export runs
+        or its graph has no feature layer -> ReLU -> classifier to insert it in. Only for
+        `set_profile`: a per-call profile (the demo's, refitted at every pick) keeps the cut
+        export + torch path, as a session costs ~8 MB and 4-7 ms to build."""
         if self._export is None:
             return None
-        from hccr.export import onnx_classifier
+        from hccr.onnx_graph import onnx_mapped_graph
 
         with self._lock:
-            if self._classifier is None:
-                self._classifier = onnx_classifier(self._export) or False
-        if not self._classifier:
+            if self._mapped_graph is None:
+                self._mapped_graph = onnx_mapped_graph(self._export, self.feat_dim) or False
+        if not self._mapped_graph:
             return None
-        return folded_onnx_runner(self._export, self._classifier, profile.A, profile.b,
-                                  self._num_threads)  # fmt: skip
+        return mapped_onnx_runner(self._mapped_graph, profile.A, profile.b, self._num_threads)
 
-    def _folded_head(self, profile: WriterProfile) -> tuple[torch.Tensor, torch.Tensor]:
-        """((W A)^T contiguous, W b + c), computed once per profile and model (a per-call
-        profile included)."""
-        head = profile.heads.get(self.weights_sha256)
-        if head is None:
+    def _profile_tensors(self, profile: WriterProfile) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A^T contiguous, b) as torch tensors, made once per profile and model, after
+        checking that the profile was made for this model (a per-call profile included)."""
+        tensors = profile.tensors.get(self.weights_sha256)
+        if tensors is None:
+            import torch
+
             self.load_profile(profile)  # refuses a profile made for another model
-            W, c = profile.folded_head(*self.classifier_affine())
-            head = profile.heads[self.weights_sha256] = (W.T.contiguous(), c.contiguous())
-        return head
+            At = torch.from_numpy(np.ascontiguousarray(np.asarray(profile.A, np.float32).T))
+            b = torch.from_numpy(np.asarray(profile.b, np.float32))
+            tensors = profile.tensors[self.weights_sha256] = (At, b)
+        return tensors
+
+    def _head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W^T contiguous, c): the float classifier for the per-call profile path."""
+        if self._classifier_t is None:
+            W, c = self.classifier_affine()
+            self._classifier_t = (W.T.contiguous(), c.contiguous())
+        return self._classifier_t
+
+    def _profile_logits(self, x: np.ndarray, profile: WriterProfile | None) -> np.ndarray:
+        """W relu(A z + b) + c for model inputs `x`, with `profile` or else the one set."""
+        import torch
+
+        At, b = self._active[1] if profile is None else self._profile_tensors(profile)  # type: ignore[index]
+        Wt, c = self._head()
+        # torch, not numpy: numpy's BLAS threads took 4 ms instead of 20 us for one row when
+        # other processes shared the cores; the transposed weights are stored contiguous
+        z = torch.from_numpy(self._features_runner()(x))
+        return torch.addmm(c, torch.relu(torch.addmm(b, z, At)), Wt).numpy()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_bundle import TINY_CHARS, TINY_NORM, char_strokes, jitter_strokes
+from tiny_bundle import TINY_CHARS, TINY_NORM, char_strokes, jitter_strokes, render_sample
 
 from data_tools.render import render_strokes
 from hccr.adapt import Adapter, ProfileError, WriterProfile, fit_stm
 from hccr.cli import main as hccr
-from hccr.preprocess import normalize
+from hccr.preprocess import normalize, to_model_input
 from hccr.recognizer import Recognizer
 
 # One writer's fixed style: a strong shear, a slight turn, a flattened box and a fine pen,
@@ -268,12 +268,12 @@ def test_profile_applies_in_the_onnx_path(
     rec = Recognizer.from_bundle(folder, backend="onnx")
     x = writer["test"][0]
     expected = torch_rec.probabilities(x, profile)
-    # per call: the export cut before its classifier, then the folded classifier
+    # per call: the export cut at the feature layer's pre-activation, then map, ReLU, classifier
     assert rec.profile_backend == "onnx"
     torch.testing.assert_close(rec.probabilities(x, profile), expected, atol=1e-4, rtol=1e-4)
-    # set for every call: the map written into a copy of the export's classifier weights
+    # set for every call: the map inserted into a copy of the export's graph
     rec.set_profile(profile)
-    assert rec.profile_backend == "onnx-folded"
+    assert rec.profile_backend == "onnx-mapped"
     torch.testing.assert_close(rec.probabilities(x), expected, atol=1e-4, rtol=1e-4)
     assert not torch.equal(rec.probabilities(x), torch_rec.probabilities(x))  # the map acts
     assert [c.char for c in rec.recognize_prepared(x, 1)[0]] == [
@@ -284,44 +284,88 @@ def test_profile_applies_in_the_onnx_path(
         rec.probabilities(x), torch_rec.probabilities(x), atol=1e-4, rtol=1e-4
     )
     with pytest.raises(ProfileError, match="other weights"):
-        rec.set_profile(dataclasses.replace(profile, weights_sha256="0" * 64, heads={}))
+        rec.set_profile(dataclasses.replace(profile, weights_sha256="0" * 64, tensors={}))
     assert rec.profile is None  # a refused profile changes nothing
 
 
-def _gemm_graph(path: Path, nodes: list, weights: dict[str, np.ndarray]) -> Path:
-    """A graph f (B, 4) -> nodes -> "logits" (B, 3) over `weights` (plus c, s, z)."""
+def _head_graph(path: Path, after_feature: list, weights: dict[str, np.ndarray]) -> Path:
+    """x (B, 4) -> feature layer Gemm -> "z" -> `after_feature` (ending in "h") -> classifier
+    Gemm -> "logits" (B, 3), as an export of a student ends."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    consts = {**weights, "c": np.ones(3, np.float32), "s": np.float32(0.1), "z": np.uint8(0)}
+    nodes = [helper.make_node("Gemm", ["x", "F", "e"], ["z"], transB=1), *after_feature,
+             helper.make_node("Gemm", ["h", "W", "c"], ["logits"], transB=1)]  # fmt: skip
+    consts = {**weights, "s": np.float32(0.01), "zp": np.uint8(0)}  # the int8 step
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("f", TensorProto.FLOAT, [None, 4])],
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()],
     )  # fmt: skip
-    onnx.save(helper.make_model(graph), str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
-def test_only_a_float_gemm_classifier_is_folded(tmp_path: Path) -> None:
-    """Folding writes the map over the classifier's initializers; quantised logits would keep
-    their old scale, so such an export is not folded (the cut export + classifier runs)."""
+def test_map_goes_in_at_the_feature_layers_pre_activation(tmp_path: Path) -> None:
+    """A float export (Gemm, Relu, Gemm) and an int8 one (the quantiser, uint8 at zero point 0,
+    does the ReLU's work) both get the map before the ReLU; a graph without one gets none."""
+    pytest.importorskip("onnxruntime")
     from onnx import helper
 
-    from hccr.export import onnx_classifier
+    from hccr.backends import OnnxRunner, mapped_onnx_runner
+    from hccr.onnx_graph import onnx_feature_graph, onnx_mapped_graph
 
-    W = np.arange(12, dtype=np.float32).reshape(3, 4)
-    plain = [helper.make_node("Gemm", ["f", "W", "c"], ["logits"], transB=1)]
-    clf = onnx_classifier(_gemm_graph(tmp_path / "a.onnx", plain, {"W": W}))
-    assert clf is not None and not clf.transposed and np.array_equal(clf.W, W)
-    quantised = [helper.make_node("Gemm", ["f", "W", "c"], ["y"], transB=1),
-                 helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q"]),
-                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["logits"])]  # fmt: skip
-    assert onnx_classifier(_gemm_graph(tmp_path / "q.onnx", quantised, {"W": W})) is None
-    transposed = [helper.make_node("Gemm", ["f", "Wt", "c"], ["logits"])]  # W stored as W.T
-    clf = onnx_classifier(_gemm_graph(tmp_path / "t.onnx", transposed, {"Wt": W.T.copy()}))
-    assert clf is not None and clf.transposed and np.array_equal(clf.W, W)
-    assert np.array_equal(clf.initializers(2 * W, clf.c)["Wt"], 2 * W.T)
+    rng = np.random.default_rng(0)
+    weights = {"F": rng.normal(size=(4, 4)).astype(np.float32), "e": np.zeros(4, np.float32),
+               "W": rng.normal(size=(3, 4)).astype(np.float32), "c": np.ones(3, np.float32)}  # fmt: skip
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    z = x @ weights["F"].T
+    A = np.eye(4, dtype=np.float32) + 0.5 * rng.normal(size=(4, 4)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    h = np.maximum(z @ A.T + b, 0)
+    step = 0.01  # the quantiser's: uint8 at zero point 0 holds 0 to 2.55
+    expected = {"float": h, "int8": np.clip(np.round(h / step), 0, 255) * step}
+    relu = [helper.make_node("Relu", ["z"], ["h"])]
+    quantised = [helper.make_node("QuantizeLinear", ["z", "s", "zp"], ["q"]),
+                 helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["h"])]  # fmt: skip
+    for name, after in (("float", relu), ("int8", quantised)):
+        path = _head_graph(tmp_path / f"{name}.onnx", after, weights)
+        np.testing.assert_allclose(OnnxRunner(onnx_feature_graph(path), 1)(x), z, atol=1e-5)
+        mapped = mapped_onnx_runner(onnx_mapped_graph(path, 4), A, b, 1)
+        logits = expected[name] @ weights["W"].T + weights["c"]
+        np.testing.assert_allclose(mapped(x), logits, atol=1e-4)
+        identity = mapped_onnx_runner(onnx_mapped_graph(path, 4), np.eye(4), np.zeros(4), 1)
+        np.testing.assert_allclose(identity(x), OnnxRunner(path, 1)(x), atol=1e-5)
+    linear = [helper.make_node("Identity", ["z"], ["h"])]  # no ReLU: nothing to map before
+    path = _head_graph(tmp_path / "linear.onnx", linear, weights)
+    assert onnx_feature_graph(path) is None and onnx_mapped_graph(path, 4) is None
+
+
+def test_pre_features_are_the_feature_layer_before_its_relu(
+    tiny_recognizer: Recognizer, writer: dict
+) -> None:
+    x = writer["test"][0][:20]
+    z = tiny_recognizer.pre_features(x)
+    with torch.no_grad():
+        feats = tiny_recognizer.model.forward_features(torch.from_numpy(to_model_input(x[:, None])))
+    torch.testing.assert_close(torch.relu(z), feats, atol=1e-4, rtol=1e-4)
+    assert (z < 0).any()  # the ReLU has something to cut: this is not the classifier's input
+
+
+def test_version_1_profile_is_refused_with_a_one_line_error(
+    tiny_bundle_path: Path, profile: WriterProfile, tmp_path: Path
+) -> None:
+    """Version 1 mapped the classifier's input; applied before the ReLU it would be wrong."""
+    import io
+    import json
+
+    with np.load(io.BytesIO(profile.to_bytes())) as z:
+        A, b, meta = z["A"], z["b"], json.loads(str(z["meta"]))
+    path = tmp_path / "old.profile"
+    with open(path, "wb") as f:
+        np.savez(f, A=A, b=b, meta=np.array(json.dumps({**meta, "version": 1})))
+    with pytest.raises(ProfileError, match=f"^{path}: profile version 1 .* adapt again"):
+        Recognizer.from_bundle(tiny_bundle_path, profile=path)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, on purpose
@@ -346,10 +390,50 @@ def test_export_without_a_linear_classifier_falls_back_to_torch_with_a_note(
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                       dynamo=False)  # fmt: skip
     rec = Recognizer.from_bundle(folder, backend="onnx")
-    with pytest.warns(UserWarning, match="model.onnx: its graph does not end in a linear"):
+    with pytest.warns(UserWarning, match="model.onnx: its graph does not end in feature layer"):
         rec.set_profile(profile)
     assert rec.backend == "onnx" and rec.profile_backend == "torch"
     x = writer["test"][0]
     torch.testing.assert_close(
         rec.probabilities(x), torch_rec.probabilities(x, profile), atol=1e-5, rtol=1e-5
     )
+
+
+def _synthetic_lmdb(out: Path, per_char: int, seed: int) -> Path:
+    """Training-style samples of the tiny characters (what `hccr adapt --prototypes` takes)."""
+    from hccr.lmdb_format import LmdbWriter
+
+    rng = np.random.default_rng(seed)
+    with LmdbWriter(out) as db:
+        for label, ch in enumerate(TINY_CHARS):
+            for _ in range(per_char):
+                db.add(normalize(render_sample(ch, rng), TINY_NORM), label)
+        db.finish({"charset": list(TINY_CHARS), "num_classes": len(TINY_CHARS),
+                   "image_size": TINY_NORM.size, "norm": TINY_NORM.to_dict(),
+                   "sources": {"tiny": per_char * len(TINY_CHARS)}})  # fmt: skip
+    return out
+
+
+def test_adapt_towards_class_means_of_synthetic_samples(
+    tiny_bundle_path: Path, writer: dict, tmp_path: Path, capsys
+) -> None:
+    """`--prototypes DB.lmdb`: the targets are class means of the model's pre-activations."""
+    from hccr.commands.adapt import prototypes_from_lmdbs
+
+    rec = Recognizer.from_bundle(tiny_bundle_path)
+    data = _synthetic_lmdb(tmp_path / "synth.lmdb", per_char=4, seed=5)
+    means, counts = prototypes_from_lmdbs(rec, [data], progress=False)
+    assert means.shape == (10, rec.feat_dim) and counts.tolist() == [4] * 10
+    # each class's mean lies nearest its own class's samples
+    x = np.stack([normalize(render_sample(ch, np.random.default_rng(9)), TINY_NORM)
+                  for ch in TINY_CHARS])  # fmt: skip
+    z = rec.pre_features(x).numpy()
+    assert (((z[:, None] - means[None]) ** 2).sum(-1).argmin(1) == np.arange(10)).mean() >= 0.9
+    out = tmp_path / "me.profile"
+    mine = _write_folder(tmp_path / "mine", *writer["adapt"])
+    args = ["adapt", str(tiny_bundle_path), "--data", str(mine), "-o", str(out)]
+    assert hccr([*args, "--prototypes", str(data)]) == 0
+    assert "targets: class means on synth.lmdb" in capsys.readouterr().err
+    profile = WriterProfile.load(out)
+    assert profile.meta["prototypes"] == "class means on synth.lmdb"
+    assert top1(rec, *writer["test"], profile=profile) >= top1(rec, *writer["test"]) + 0.15

@@ -1,6 +1,6 @@
-"""bench/adaptation_prerelu.py: the pre-activation it maps is the feature layer's, before the
-ReLU (relu of it is the feature `hccr adapt` maps), and one run scores the three maps on a
-`.pot` writer with class means from a packed LMDB (tiny online bundle, seconds)."""
+"""bench/adaptation_prerelu.py: one run scores the four maps (before or after the feature
+layer's ReLU, class means or classifier rows) on a `.pot` writer with class means from a packed
+LMDB (tiny online bundle, seconds)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from bench_script import load_bench
 from test_online import pot_samples
 from tiny_bundle import TINY_CHARS
 
 from hccr.casia import write_pot
-from hccr.recognizer import Recognizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,19 +37,7 @@ def _packed(tmp_path: Path, name: str, seeds: range) -> Path:
     return db
 
 
-def test_pre_activation_is_the_feature_before_its_relu(
-    bench, tiny_online_bundle_path: Path, tmp_path: Path
-) -> None:
-    rec = Recognizer.from_bundle(tiny_online_bundle_path, backend="torch")
-    db = _packed(tmp_path, "w", range(2))
-    z, labels = bench.synthetic_pre_activation(rec, rec.model.eval(), [db])
-    assert len(z) == len(labels) == 2 * len(TINY_CHARS)
-    feats = rec.features(bench.labelled_samples([db], rec)[0])
-    np.testing.assert_allclose(np.maximum(z, 0), feats.numpy(), atol=1e-4)
-    assert (z < 0).any()  # the ReLU has something to cut: this is not the post-ReLU feature
-
-
-def test_one_run_scores_the_three_maps(
+def test_one_run_scores_the_four_maps(
     bench, tiny_online_bundle_path: Path, tmp_path: Path, monkeypatch
 ) -> None:
     means = _packed(tmp_path, "means", range(6, 9))

@@ -1,7 +1,7 @@
 """Adapt a model to one writer: fit a style transfer mapping profile from their samples.
 
-The profile (a small .npz: a feat_dim x feat_dim affine map of the feature layer before the
-classifier, the SHA-256 of the model's weights, its charset's hash and the sample count) is
+The profile (a small .npz: a feat_dim x feat_dim affine map of the feature layer's
+pre-activation, the SHA-256 of the model's weights, its charset's hash and the sample count) is
 applied with `hccr recognize --profile PROFILE` or `Recognizer.from_bundle(..., profile=...)`.
 A profile made for other weights or another charset is refused. Method: Zhang & Liu, "Writer
 adaptation with style transfer mapping", IEEE TPAMI 2013 (`hccr/adapt.py`).
@@ -182,9 +182,11 @@ def _load_image(path: Path, norm) -> np.ndarray:
         raise AdaptDataError(f"{path}: cannot read image: {e}") from None
 
 
-def prototypes_from_lmdb(recognizer, path: Path, progress: bool) -> np.ndarray:
-    """Class means of the model's features over an LMDB (e.g. synthetic data like its training
-    set); classes it lacks keep their classifier-row prototype, scaled to the means' norm."""
+def prototypes_from_lmdbs(
+    recognizer, paths: list[Path], progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class means of the model's `pre_features` over LMDBs (synthetic data like its training
+    set), and the samples behind each; classes they lack keep their classifier-row prototype."""
     from tqdm import tqdm
 
     from hccr.adapt import class_means, weight_prototypes
@@ -196,26 +198,32 @@ def prototypes_from_lmdb(recognizer, path: Path, progress: bool) -> np.ndarray:
 
     def flush() -> None:
         if batch:
-            feats.append(recognizer.features(np.stack(batch)).numpy())
+            feats.append(recognizer.pre_features(np.stack(batch)).numpy())
             labels.extend(batch_labels)
             batch.clear()
             batch_labels.clear()
 
-    for image, char, _ in tqdm(_iter_lmdb(path, recognizer.norm), desc="prototypes",
-                               unit="char", disable=not progress, file=sys.stderr):  # fmt: skip
-        if char is None or char not in charset:
-            continue
-        batch.append(image)
-        batch_labels.append(charset.index(char))
-        if len(batch) == BATCH:
-            flush()
-    flush()
+    bar = tqdm(desc="prototypes", unit="char", disable=not progress, file=sys.stderr)
+    try:
+        for path in paths:
+            for image, char, _ in _iter_lmdb(path, recognizer.norm, recognizer.trajectory):
+                bar.update()
+                if char is None or char not in charset:
+                    continue
+                batch.append(image)
+                batch_labels.append(charset.index(char))
+                if len(batch) == BATCH:
+                    flush()
+        flush()
+    finally:
+        bar.close()
+    where = ", ".join(str(p) for p in paths)
     if not labels:
-        raise AdaptDataError(f"{path}: no samples of the model's characters to take means of")
-    F = np.concatenate(feats)
+        raise AdaptDataError(f"{where}: no samples of the model's characters to take means of")
+    Z, y = np.concatenate(feats), np.asarray(labels)
     W, _ = recognizer.classifier_affine()
-    fallback = weight_prototypes(W.numpy(), float(np.linalg.norm(F, axis=1).mean()))
-    return class_means(F, np.asarray(labels), len(charset), fallback)
+    fallback = weight_prototypes(W.numpy(), float(np.linalg.norm(np.maximum(Z, 0), axis=1).mean()))
+    return class_means(Z, y, len(charset), fallback), np.bincount(y, minlength=len(charset))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -231,8 +239,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"pull of the map towards the identity, in samples (default: {cfg.prior:g}, {cfg.prior_unsupervised:g} with --unsupervised)")  # fmt: skip
     parser.add_argument("--min-confidence", type=float, default=cfg.min_confidence,
                         help=f"--unsupervised: leave out answers below this probability (default: {cfg.min_confidence:g})")  # fmt: skip
-    parser.add_argument("--prototypes", type=Path, default=None, metavar="DB.lmdb",
-                        help="targets are the class means of the model's features on this LMDB (e.g. `hccr-data synth` output); default: the classifier's weight rows")  # fmt: skip
+    parser.add_argument("--prototypes", type=Path, nargs="+", default=None, metavar="DB.lmdb",
+                        help="targets are the class means of the model's features on these LMDBs (e.g. `hccr-data synth` output); default: the classifier's weight rows")  # fmt: skip
     parser.add_argument("--skip-unknown", action="store_true",
                         help="leave out samples labelled with characters outside the model's charset (default: an error)")  # fmt: skip
     parser.add_argument("--backend", default="auto", choices=("auto", "onnx", "torch"),
@@ -255,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty() if args.progress is None else args.progress
     prototypes, proto_name = None, "classifier rows"
     if args.prototypes is not None:
-        prototypes = prototypes_from_lmdb(rec, args.prototypes, show)
-        proto_name = f"class means on {args.prototypes.name}"
+        prototypes, _ = prototypes_from_lmdbs(rec, args.prototypes, show)
+        proto_name = f"class means on {', '.join(p.name for p in args.prototypes)}"
     adapter = Adapter(rec, cfg, prototypes, proto_name)
     labelled = not args.unsupervised
     charset = rec.charset
@@ -307,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"hccr adapt: wrote {args.output}: {profile.mode} map from {profile.num_samples} of "
         f"{seen} sample(s){' (' + '; '.join(notes) + ')' if notes else ''}, for {rec.name} "
-        f"(weights sha256 {profile.weights_sha256[:12]}...), targets: {proto_name}",
+        f"(weights sha256 {profile.weights_sha256[:12]}...), targets: {adapter.prototypes_name}",
         file=sys.stderr,
     )
     return 0

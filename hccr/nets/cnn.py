@@ -180,13 +180,18 @@ class HccrNet(nn.Module):
                 x = self.downsample(x)
         return outs
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(B, 1, S, S) -> (B, feat_dim) feature vector."""
+    def forward_pre_features(self, x: Tensor) -> Tensor:
+        """(B, C, S, S) -> (B, feat_dim) the feature layer's pre-activation (FC + BN, before its
+        ReLU): the space a writer profile maps (`hccr.adapt`)."""
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in self.pool_after:
                 x = self.downsample(x)
-        return self.feat(self.pool(x).flatten(1))
+        return self.feat.bn(self.feat.fc(self.pool(x).flatten(1)))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, C, S, S) -> (B, feat_dim) feature vector (the classifier's input)."""
+        return self.feat.act(self.forward_pre_features(x))
 
     def forward_head(self, feat: Tensor) -> Tensor:
         """(B, feat_dim) -> (B, num_classes) logits."""
