@@ -13,13 +13,17 @@ An online bundle (`"input": "strokes"`, e.g. `models/gb1-online`) gets the `stro
 only (the font styles have no pen trajectories): the same styles applied to the generator's pen
 points (`hccr-data synth --input strokes`), the pen width scaled by 2/3, 1 or 3/2 for the pen
 weight, then drawn with the bundle's TrajectoryConfig as `Recognizer.prepare_strokes` draws.
+With `--sets habits` it also gets writers that repeat their habits (`--habit-writers`, made
+here): besides one global style, each keeps the generator's writer habits (cursive knob,
+radical resize and move, slant, rise and aspect; `data_tools.styles.HABITS`) for every
+character, where a `strokes` writer's samples each draw their own.
 
 As in `bench/adaptation.py`, each writer adapts on k samples of classes 0-1,876 (`--draws` random
 draws) and is tested on all of its samples of classes 1,877-3,754, through the recogniser's
 adapted path (the feature layer's pre-activation from the export cut there, then the map, the
-ReLU and the float classifier: identical to `Recognizer.probabilities(x, profile)`). The score of a setting is the mean
-relative error change over the writers whose error is at least 1% (fewer errors make the ratio
-noise); the writers below, which the model already reads, report their mean change in points
+ReLU and the float classifier: identical to `Recognizer.probabilities(x, profile)`). The score of
+a setting is the mean relative error change over the writers whose error is at least 1% (fewer
+errors make the ratio noise); the writers below, which the model already reads, report their mean change in points
 (the harm a setting does there). Settings tried: the prior (beta) and the bias prior (gamma),
 the k samples augmented with small affine copies, and for unsupervised, confidence weighting
 (probability to a power, a cut) and a second round of self-labelling with the adapted map.
@@ -34,6 +38,7 @@ only the feature layer's.
 
   python bench/adaptation_synth.py --model models/gb1-student [--work DIR] [--json out.json]
   python bench/adaptation_synth.py --model models/gb1-online --stroke-writers 8
+  python bench/adaptation_synth.py --model models/gb1-online --sets habits --grid prior
 """
 
 from __future__ import annotations
@@ -63,13 +68,15 @@ SETS = {"font": ("font=1", 23), "skeleton": ("skeleton=1", 24), "strokes": ("str
 PEN_SCALE = {-1: 2 / 3, 0: 1.0, 1: 1.5}  # trajectory writers: the pen weight as pen width
 BATCH = 256
 NUM_AUG = 4  # affine copies made of each adaptation sample
+STYLED = ("strokes", "habits")  # the writer sets given one global style a writer
+HABIT_PER_HALF = 470  # as many as a `strokes` writer has, about
 
 
-def make_sets(work: Path, model: Recognizer, per_char: int) -> dict[str, Path]:
+def make_sets(work: Path, model: Recognizer, per_char: int, names=tuple(SETS)) -> dict[str, Path]:
     online = model.trajectory is not None
     out = {}
     for name, (styles, seed) in SETS.items():
-        if online and name != "strokes":  # only the strokes style has pen trajectories
+        if name not in names or (online and name != "strokes"):  # strokes alone has a pen
             continue
         db = work / f"{name}{'-strokes' if online else ''}.lmdb"
         if not db.exists():
@@ -171,20 +178,50 @@ def features(rec: Recognizer, images: np.ndarray) -> np.ndarray:
     )
 
 
+def habit_samples(rec: Recognizer, writers: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """(normalised pen points, class indices, writer ids) of trajectory writers that repeat their
+    habits: each draws the generator's writer habits once (`data_tools.styles.HABITS`: cursive
+    knob, radical resize and move, slant, rise and aspect) and keeps them for every character,
+    `HABIT_PER_HALF` classes from each half of the charset, one sample each."""
+    from data_tools import styles
+    from data_tools.strokes import load_medians
+
+    medians, rng = load_medians(), np.random.default_rng(11)
+    chars = rec.charset.chars
+    samples, labels, ids = [], [], []
+    for w in range(writers):
+        habits = rng.random(17)
+        for half in (np.arange(HALF), np.arange(HALF, len(chars))):
+            for c in rng.choice(half, HABIT_PER_HALF, replace=False):
+                strokes = medians.get(chars[c])
+                if not strokes:
+                    continue
+                template = styles.StrokeTemplate.from_medians(strokes, medians.radicals(chars[c]))
+                points, _ = styles.perturb_strokes(template, rng, habits)
+                samples.append(normalize_points(points, rec.trajectory))
+                labels.append(int(c))
+                ids.append(w)
+    return samples, np.array(labels), np.array(ids)
+
+
 def synthetic_writers(
     rec: Recognizer, dbs: dict[str, Path], stroke_writers: int, copies: bool = True,
-    keep_inputs: bool = False,
+    keep_inputs: bool = False, habit_writers: int = 0,
 ) -> list[dict]:  # fmt: skip
     """Each writer's features (adaptation, test, and with `copies` augmented copies of the
-    adaptation samples); with `keep_inputs` also the model inputs (for --adabn)."""
+    adaptation samples); with `keep_inputs` also the model inputs (for --adabn). An online
+    bundle also gets `habit_writers` writers that repeat their habits (`habit_samples`)."""
     writers = []
     aug_rng = np.random.default_rng(0)
-    for name, db in dbs.items():
-        samples, labels, ids = load(db, rec)
+    sources = [(name, *load(db, rec)) for name, db in dbs.items()]
+    if habit_writers and rec.trajectory is not None:
+        sources.append(("habits", *habit_samples(rec, habit_writers)))
+    for name, samples, labels, ids in sources:
         pens = np.ones(len(labels))
-        if name == "strokes":  # one style a writer, samples dealt at random
-            ids = np.random.default_rng(7).integers(0, stroke_writers, len(labels))
-            styles = [writer_style(w) for w in range(stroke_writers)]
+        if name in STYLED:  # one global style a writer
+            if name == "strokes":  # samples dealt at random
+                ids = np.random.default_rng(7).integers(0, stroke_writers, len(labels))
+            styles = [writer_style(w) for w in range(int(ids.max()) + 1)]
             pens = np.array([PEN_SCALE[styles[w]["weight"]] for w in ids])
             images = np.stack(
                 [apply_style(im, styles[w], rec) for im, w in zip(samples, ids, strict=True)]
@@ -214,7 +251,7 @@ def synthetic_writers(
 def _styled_points(sample, name: str, writer: int, rec: Recognizer):
     """A trajectory writer's points under its style's matrix (drawn later with the copy's own
     small affine map); an image is returned as it is (already styled)."""
-    if rec.trajectory is None or name != "strokes":
+    if rec.trajectory is None or name not in STYLED:
         return sample
     matrix = _style_matrix(writer_style(int(writer)))
     centre = rec.trajectory.size / 2
@@ -442,6 +479,10 @@ def main() -> None:
                         help="folder for the synthetic LMDBs (kept; default: a temporary one)")  # fmt: skip
     parser.add_argument("--per-char", type=int, default=2, help="samples per class and style")
     parser.add_argument("--stroke-writers", type=int, default=8, help="writers of strokes style")
+    parser.add_argument("--sets", nargs="+", choices=(*SETS, "habits"), default=list(SETS),
+                        help="writer sets (default: font skeleton strokes; an online bundle takes strokes and habits only)")  # fmt: skip
+    parser.add_argument("--habit-writers", type=int, default=8,
+                        help="writers of the habits set (online bundles; `habit_samples`)")  # fmt: skip
     parser.add_argument("-k", type=int, default=200, help="adaptation samples per writer")
     parser.add_argument("--draws", type=int, default=3, help="random draws of k per writer")
     parser.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
@@ -461,9 +502,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        sets = make_sets(work, rec, args.per_char)
+        sets = make_sets(work, rec, args.per_char, args.sets)
         writers = synthetic_writers(
-            rec, sets, args.stroke_writers, "copies" in args.grid, args.adabn
+            rec,
+            sets,
+            args.stroke_writers,
+            "copies" in args.grid,
+            args.adabn,
+            args.habit_writers if "habits" in args.sets else 0,
         )
     means = None
     if args.prototypes is not None:

@@ -118,8 +118,14 @@ def place_strokes(
     return keep, p
 
 
+# Which of `perturb_strokes`'s 17 per-character uniforms are a writer's habits rather than one
+# character's chance: the cursive knob (0), the radical's resize and move (3-6) and the slant,
+# rise and aspect habit strengths (8-10).
+HABITS = np.array([0, 3, 4, 5, 6, 8, 9, 10])
+
+
 def perturb_strokes(
-    template: StrokeTemplate, rng: np.random.Generator
+    template: StrokeTemplate, rng: np.random.Generator, habits: np.ndarray | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Writer-like variation of a character's medians -> (strokes, per-point pen-width factors).
 
@@ -133,6 +139,10 @@ def perturb_strokes(
     length, shift and bowing and the radical's move are taken at `_SHAPE_SHARE` of their fitted
     spread. Vectorised over all points. It stays one function: every departure comes from one
     batch of random draws made at the top, whose order fixes the samples of a seed.
+
+    `habits` (17 uniforms in [0, 1), of which the `HABITS` entries are used) makes every sample
+    the same writer's: its cursive knob, radical resize and move and slant, rise and aspect
+    habits are kept, the rest is drawn per character (the draws of `rng` are the same either way).
     """
     stats = load_writer_stats()
     n = len(template.starts) - 1
@@ -142,6 +152,8 @@ def perturb_strokes(
     zn = rng.standard_normal(n)
     g = rng.standard_normal(4)
     gu = rng.random(17)
+    if habits is not None:
+        gu[HABITS] = np.asarray(habits)[HABITS]
     cursive = gu[0] ** 0.7  # one knob for this "writer": joins, rounding, departures
     shape = _SHAPE_SHARE * cursive
     # per-stroke departures from the fitted medians (rows 0-6), GROUPS["stroke"] order:

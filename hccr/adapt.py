@@ -72,11 +72,12 @@ class StmConfig:
     # Chosen on synthetic writers only (bench/adaptation_synth.py, k = 200; no real writer played
     # a part): the online bundle's 8 styled trajectory writers are best at 800 (-15.5%; -13.8%
     # at 400, -14.9% at 1200), the image student's 12 font, skeleton and stroke writers gain
-    # little at any prior and more up to 1600 (-2.2% at 400, -3.6% at 800, -5.4% at 1600).
+    # little at any prior, a little more up to 1200 (-2.2% at 400, -3.6% at 800, -4.6% at 1200).
+    # Writers that repeat their habits as well lean the same way (-12.0% at 400, -14.0% at 800).
     # One default for both (BENCHMARKS.md, "Writer adaptation settings").
     prior: float = 800.0
     # The same for --unsupervised (trajectory writers: -16.0% at 600 and 800, -14.4% at 400 and
-    # 1200; image writers level from 400 to 1600, -2.8% to -3.3%).
+    # 1200; image writers -2.8% at 400, level from 600 to 1200 at -3.1% to -3.2%).
     prior_unsupervised: float = 800.0
     # Pull of b towards 0, as a fraction of the summed confidences (0: b is free, as the paper's
     # experiments set it; 1 did no better on the synthetic writers).

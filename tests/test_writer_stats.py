@@ -63,6 +63,29 @@ def test_perturbed_strokes_stay_in_a_bounded_box() -> None:
             assert 0.4 <= min(w.min() for w in widths) and max(w.max() for w in widths) <= 1.3
 
 
+def test_a_writers_habits_hold_over_its_samples() -> None:
+    """`habits=` (bench/adaptation_synth.py's habit writers): every sample of a writer keeps its
+    cursive knob (a neat writer never joins strokes, a cursive one joins many), while samples
+    that draw their own vary; and the call takes the same draws from the generator."""
+    medians = load_medians()
+    template = styles.StrokeTemplate.from_medians(medians.get("永"), medians.radicals("永"))
+
+    def pen_downs(habits) -> np.ndarray:
+        return np.array([len(styles.perturb_strokes(template, np.random.default_rng([3, s]),
+                                                    habits)[0]) for s in range(60)])  # fmt: skip
+
+    habits = np.random.default_rng(0).random(17)
+    neat, cursive = habits.copy(), habits.copy()
+    neat[0], cursive[0] = 0.0, 0.99  # the cursive knob, one of styles.HABITS
+    assert (pen_downs(neat) == 5).all()  # 永 has five strokes
+    assert pen_downs(cursive).mean() < pen_downs(None).mean() - 0.5
+    assert pen_downs(None).std() > 0.5
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    styles.perturb_strokes(template, rng_a)
+    styles.perturb_strokes(template, rng_b, habits)
+    assert rng_a.random() == rng_b.random()  # the same draws: seeds keep their samples
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_no_stroke_sample_has_too_little_ink(seed: int) -> None:
     maker = SampleMaker([], SynthConfig(styles={"strokes": 1.0}, norm=NormConfig(size=64)))
