@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hccr.adapt import Adapter, StmConfig, weight_prototypes
+from hccr.adapt import Adapter, StmConfig
 from hccr.commands.adapt import iter_samples, prototypes_from_lmdbs
 from hccr.preprocess import preprocess
 from hccr.recognizer import Recognizer
@@ -69,14 +69,8 @@ def _top1(probs: torch.Tensor, labels: np.ndarray) -> float:
     return float((probs.argmax(1).numpy() == labels).mean())
 
 
-ROWS = "classifier rows"
-
-
 def _adapt(rec, feats, labels, prototypes, supervised: bool):
-    if isinstance(prototypes, str):  # the classifier's rows, scaled as `Adapter.fit` scales them
-        scale = float(np.linalg.norm(np.maximum(feats, 0), axis=1).mean())
-        prototypes = weight_prototypes(rec.classifier_affine()[0].numpy(), scale)
-    adapter = Adapter(rec, CONFIG, prototypes)
+    adapter = Adapter(rec, CONFIG, prototypes)  # prototypes None: the classifier's rows
     if supervised:
         adapter.add_features(feats, labels)
     else:
@@ -287,10 +281,10 @@ def run_model(model: str | None, args: argparse.Namespace) -> dict:
     rec = Recognizer.from_bundle(model, backend=args.backend, num_threads=args.threads)
     print(f"model {rec.name} ({rec.input_kind}), backend {rec.backend}, profile path "
           f"{rec.profile_backend}", file=sys.stderr)  # fmt: skip
-    protos: dict[str, np.ndarray | str] = {ROWS: ROWS}
+    protos: dict[str, np.ndarray | None] = {"classifier rows": None}
     if args.prototypes is not None:
         names = ", ".join(p.name for p in args.prototypes)
-        protos[f"class means ({names})"] = prototypes_from_lmdbs(rec, args.prototypes, False)[0]
+        protos[f"class means ({names})"] = prototypes_from_lmdbs(rec, args.prototypes, False)
     rows: list[dict] = []
     result: dict = {"model": rec.name, "input": rec.input_kind, "backend": rec.backend,
                     "rows": rows}  # fmt: skip

@@ -515,7 +515,7 @@ def main() -> None:
     if args.prototypes is not None:
         from hccr.commands.adapt import prototypes_from_lmdbs
 
-        means = prototypes_from_lmdbs(rec, args.prototypes, progress=False)[0]
+        means = prototypes_from_lmdbs(rec, args.prototypes, progress=False)
     dev = Dev(rec, writers, args.k, args.draws, means)
     print(f"{rec.name} ({rec.profile_backend} features), k = {args.k}, {args.draws} draws; "
           f"writers and their error: " + ", ".join(f"{w['name']} {100 * w['base']:.1f}%"

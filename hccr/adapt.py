@@ -20,7 +20,7 @@ which has the closed form (TPAMI 2013, eqs. 6-9)
 The features are the feature layer's pre-activation z (FC + BN, before its ReLU), and the logits
 W relu(A z + b) + c. After the ReLU about half of the 128 entries are zero for any one
 character, and a map there cannot move them; before it, every entry moves (writer 001, k = 200,
-online bundle: error -25% supervised before the ReLU, -20% after it; bench/adaptation_prerelu.py).
+online bundle: error -23% supervised before the ReLU, -17% after it; bench/adaptation_prerelu.py).
 A profile costs one (d x d) product per character, in the export
 (`hccr.onnx_graph.onnx_mapped_graph`) or after it.
 

@@ -19,12 +19,12 @@ import numpy as np
 _PASS_THROUGH_OPS = ("QuantizeLinear", "DequantizeLinear", "Identity", "Cast")
 
 
-def _final_classifier(graph: Any) -> Any:
+def _final_classifier(graph: Any, producer: dict[str, Any]) -> Any:
     """The Gemm (or MatMul) node whose output becomes the graph's first output, or None.
 
-    Walked back from the output through quantise / dequantise nodes (and an Add: MatMul + bias).
+    Walked back from the output through quantise / dequantise nodes (and an Add: MatMul + bias);
+    `producer`: tensor name -> the node that outputs it.
     """
-    producer = {out: node for node in graph.node for out in node.output}
     node = producer.get(graph.output[0].name)
     while node is not None and node.op_type in _PASS_THROUGH_OPS:
         node = producer.get(node.input[0])
@@ -44,10 +44,10 @@ def _pre_activation(graph: Any) -> str | None:
     """The name of the feature layer's pre-activation: the tensor the final classifier's input
     comes from through the ReLU (or the quantiser that absorbed it); None when the graph does
     not end in feature layer -> ReLU -> classifier."""
-    node = _final_classifier(graph)
+    producer = {out: n for n in graph.node for out in n.output}
+    node = _final_classifier(graph, producer)
     if node is None:
         return None
-    producer = {out: n for n in graph.node for out in n.output}
     name, passed_relu = node.input[0], False
     while (p := producer.get(name)) is not None and p.op_type in (*_PASS_THROUGH_OPS, "Relu"):
         # an int8 export has no Relu: its quantiser (uint8, zero point 0) clips at 0 instead

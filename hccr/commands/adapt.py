@@ -182,11 +182,9 @@ def _load_image(path: Path, norm) -> np.ndarray:
         raise AdaptDataError(f"{path}: cannot read image: {e}") from None
 
 
-def prototypes_from_lmdbs(
-    recognizer, paths: list[Path], progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def prototypes_from_lmdbs(recognizer, paths: list[Path], progress: bool) -> np.ndarray:
     """Class means of the model's `pre_features` over LMDBs (synthetic data like its training
-    set), and the samples behind each; classes they lack keep their classifier-row prototype."""
+    set); classes they lack keep their classifier-row prototype."""
     from tqdm import tqdm
 
     from hccr.adapt import class_means, weight_prototypes
@@ -223,7 +221,7 @@ def prototypes_from_lmdbs(
     Z, y = np.concatenate(feats), np.asarray(labels)
     W, _ = recognizer.classifier_affine()
     fallback = weight_prototypes(W.numpy(), float(np.linalg.norm(np.maximum(Z, 0), axis=1).mean()))
-    return class_means(Z, y, len(charset), fallback), np.bincount(y, minlength=len(charset))
+    return class_means(Z, y, len(charset), fallback)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -263,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty() if args.progress is None else args.progress
     prototypes, proto_name = None, "classifier rows"
     if args.prototypes is not None:
-        prototypes, _ = prototypes_from_lmdbs(rec, args.prototypes, show)
+        prototypes = prototypes_from_lmdbs(rec, args.prototypes, show)
         proto_name = f"class means on {', '.join(p.name for p in args.prototypes)}"
     adapter = Adapter(rec, cfg, prototypes, proto_name)
     labelled = not args.unsupervised
