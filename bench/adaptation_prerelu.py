@@ -34,7 +34,7 @@ from hccr.adapt import StmConfig, class_means, fit_stm, weight_prototypes
 from hccr.recognizer import Recognizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adaptation import _half, labelled_samples, load_online  # noqa: E402
+from adaptation import _batched, _half, labelled_samples, load_online  # noqa: E402
 
 MAPS = (
     "after ReLU, classifier rows",
@@ -42,14 +42,11 @@ MAPS = (
     "before ReLU, class means",
     "before ReLU, classifier rows (shipped)",
 )
-BATCH = 256
 
 
 def pre_features(rec: Recognizer, x: np.ndarray) -> np.ndarray:
     """(N, feat_dim) pre-activations of the feature layer, as `hccr adapt` computes them."""
-    return np.concatenate(
-        [rec.pre_features(x[i : i + BATCH]).numpy() for i in range(0, len(x), BATCH)]
-    ).astype(np.float64)
+    return _batched(rec.pre_features, x).numpy().astype(np.float64)
 
 
 def _top1(z: np.ndarray, labels: np.ndarray, W, c, A=None, b=None, before_relu=False) -> float:

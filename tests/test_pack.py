@@ -272,7 +272,7 @@ def test_cli_called_from_a_thread_runs(tmp_path):
 )
 def test_interrupted_pack_leaves_no_lmdb(tmp_path, sig, code, said):
     src = tmp_path / "1-c.gnt"
-    _write_gnt_set(src, 60_000)
+    _write_gnt_set(src, 150_000)  # ~3 s of packing on a fast idle machine: the signal lands first
     out = tmp_path / "big.lmdb"
     cmd = [
         sys.executable,
@@ -296,7 +296,7 @@ def test_interrupted_pack_leaves_no_lmdb(tmp_path, sig, code, said):
     while not any(".partial-" in p.name for p in tmp_path.iterdir()):  # wait until writing began
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
         time.sleep(0.05)
-    time.sleep(0.3)
+    time.sleep(0.1)
     proc.send_signal(sig)
     rc, err = proc.wait(timeout=60), proc.stderr.read()
     assert rc == code and said in err, err
