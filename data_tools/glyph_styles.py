@@ -14,19 +14,29 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from data_tools.layout import char_shape, draw_layout
 from data_tools.styles import CANVAS, scan_finish
 
+_BOX = (0.1 * CANVAS, 0.9 * CANVAS)  # where `_warp_matrix` puts the glyph's longer side
 
-def _warp_matrix(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    # Glyph (h, w) -> centred on the canvas, longer side ~80% of it, with slant/rotation/aspect.
+
+def _warp_matrix(h: int, w: int, rng: np.random.Generator, layout: bool) -> np.ndarray:
+    # Glyph (h, w) -> centred on the canvas, longer side ~80% of it, with slant/rotation/aspect:
+    # a print-like spread about the square, or with `layout` a writer's fitted slant, rise and
+    # aspect (drawn after the others, so that without it the draws are unchanged).
     scale = CANVAS * 0.8 / max(h, w)
     shear = rng.normal(0.0, 0.12)
     ang = rng.normal(0.0, 0.06)
     aspect = np.exp(rng.normal(0.0, 0.1))
-    a = np.array([[aspect, shear], [0.0, 1.0 / aspect]]) * scale
+    shift = rng.normal(0.0, 2.0, size=2)
+    a = (char_shape(rng) if layout else np.array([[aspect, shear], [0.0, 1.0 / aspect]])) * scale
     a = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) @ a
+    if layout:  # a wide or slanted shape must still fit: its box at most 90% of the canvas
+        corners = a @ np.array([[0, w, 0, w], [0, 0, h, h]], np.float64)
+        extent = np.ptp(corners, axis=1).max()
+        a *= min(1.0, 0.9 * CANVAS / extent)
     centre = np.array([w / 2, h / 2])
-    t = CANVAS / 2 - a @ centre + rng.normal(0.0, 2.0, size=2)
+    t = CANVAS / 2 - a @ centre + shift
     return np.hstack([a, t[:, None]]).astype(np.float32)
 
 
@@ -52,12 +62,20 @@ def _elastic_maps(rng: np.random.Generator, amplitude: float) -> tuple[np.ndarra
     return _GRID_X + dx, _GRID_Y + dy
 
 
-def _warp(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _warp(glyph: np.ndarray, rng: np.random.Generator, layout: bool = False) -> np.ndarray:
+    # The affine placement, then (80%) an elastic bend and, with `layout`, the parts moved
+    # against each other (`data_tools.layout`), both in one remap.
     h, w = glyph.shape
-    out = cv2.warpAffine(glyph, _warp_matrix(h, w, rng), (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
+    matrix = _warp_matrix(h, w, rng, layout)
+    out = cv2.warpAffine(glyph, matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
+    maps = None
     if rng.random() < 0.8:
-        mx, my = _elastic_maps(rng, rng.uniform(1.0, 3.5))
-        out = cv2.remap(out, mx, my, cv2.INTER_LINEAR)
+        maps = _elastic_maps(rng, rng.uniform(1.0, 3.5))
+    if layout:
+        lx, ly = draw_layout(rng).remap_grid(CANVAS, *_BOX)
+        maps = (lx, ly) if maps is None else (maps[0] - _GRID_X + lx, maps[1] - _GRID_Y + ly)
+    if maps is not None:
+        out = cv2.remap(out, maps[0], maps[1], cv2.INTER_LINEAR)
     return out
 
 
@@ -84,12 +102,17 @@ def thinning_profile(glyph: np.ndarray) -> tuple[float, int]:
 
 
 def render_font_sample(
-    glyph: np.ndarray, profile: tuple[float, int], rng: np.random.Generator, scan_ink: bool = True
+    glyph: np.ndarray,
+    profile: tuple[float, int],
+    rng: np.random.Generator,
+    scan_ink: bool = True,
+    layout: bool = False,
 ) -> np.ndarray:
     """A font glyph (cropped ink map, `thinning_profile`) warped, thinned towards a pen's width,
-    with uneven stroke width, blur and noise (`scan_ink` False: saturated, for ablations)."""
+    with uneven stroke width, blur and noise (`scan_ink` False: saturated, for ablations;
+    `layout`: a writer's shape and part layout, `data_tools.layout`)."""
     width, budget = profile
-    ink = _warp(glyph, rng)
+    ink = _warp(glyph, rng, layout)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     target = rng.uniform(2.0, 4.0)  # pen width on the canvas, like the stroke style's
     erosions = min(budget, round((width - target) / 2))  # each takes a pixel off both sides
@@ -112,9 +135,12 @@ def skeleton_of(glyph: np.ndarray) -> np.ndarray:
     return cv2.dilate(skeletonize(glyph > 127).astype(np.uint8) * 255, np.ones((2, 2), np.uint8))
 
 
-def render_skeleton_sample(skeleton: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A glyph skeleton warped and re-inked with a round pen of random width."""
-    warped = _warp(skeleton, rng) > 60
+def render_skeleton_sample(
+    skeleton: np.ndarray, rng: np.random.Generator, layout: bool = False
+) -> np.ndarray:
+    """A glyph skeleton warped (`layout` as in `render_font_sample`) and re-inked with a round
+    pen of random width."""
+    warped = _warp(skeleton, rng, layout) > 60
     dist = cv2.distanceTransform((~warped).astype(np.uint8) * 255, cv2.DIST_L2, 3)
     radius = rng.uniform(0.5, 2.0)  # pen radius in canvas pixels beyond the skeleton line
     ink = np.clip((radius + 0.5 - dist) * 255.0, 0.0, 255.0).astype(np.uint8)

@@ -7,23 +7,29 @@ class, sample) alone, so a dataset is the same whatever the number of worker pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_tools import glyph_styles, handset, styles
+from data_tools import glyph_styles, handset, layout, styles
 from data_tools.fonts import FontFace, GlyphFont
 from data_tools.strokes import load_medians
 from hccr.charset import Charset
 from hccr.preprocess import EmptyImageError, NormConfig, normalize
 from hccr.trajectory import TrajectoryConfig, normalize_points
 
+Perturb = Callable[
+    [styles.StrokeTemplate, np.random.Generator], tuple[list[np.ndarray], list[np.ndarray]]
+]
 SPLITS = {"train": 0, "val": 1}  # part of every sample's seed: the splits never share a stream
 FONT_PX = 80  # font glyphs are rendered at this pixel size, then warped onto the canvas
 HANDWRITING_FONT_WEIGHT = 3.0  # Kai faces are drawn this much more often than print faces
 _MAX_TRIES = 8
-FEATURES = ("fonts", "cursive", "ink")
+FEATURES = ("fonts", "cursive", "ink", "layout")
+# `layout` is opt-in: it moved the many-writer scans by +0.2 to +1.6 pt and writer 001 by -0.1
+# to -1.5 pt in the generator ablation (BENCHMARKS.md), within the intervals
+DEFAULT_FEATURES = ("fonts", "cursive", "ink")
 
 
 class SynthError(ValueError):
@@ -39,10 +45,10 @@ class SynthConfig:
     split: str = "train"
     styles: dict[str, float] = field(default_factory=lambda: dict(styles.DEFAULT_STYLE_WEIGHTS))
     norm: NormConfig = field(default_factory=NormConfig)
-    # the generator's parts an ablation can turn off (FEATURES): handwriting fonts, stroke
-    # variation fitted to a real writer (off: the hand-set one of data_tools/handset.py), ink
-    # matched to scans (off: the plain ink)
-    features: tuple[str, ...] = FEATURES
+    # the generator's parts (FEATURES): handwriting fonts, stroke variation fitted to a real
+    # writer (off: the hand-set one of data_tools/handset.py), ink matched to scans (off: the
+    # plain ink), a writer's part layout and shape (data_tools/layout.py; off by default)
+    features: tuple[str, ...] = DEFAULT_FEATURES
     # set: samples are pen trajectories (normalised points, `--input strokes`), not images;
     # only the `strokes` style has a pen, so it must be the only style
     trajectory: TrajectoryConfig | None = None
@@ -57,8 +63,11 @@ class SynthConfig:
 
 
 def parse_features(spec: str) -> tuple[str, ...]:
-    """`all`, `none` or a comma list of FEATURES -> the enabled features, in FEATURES order."""
-    if spec.strip() in ("all", ""):
+    """`default`, `all`, `none` or a comma list of FEATURES -> the enabled features, in
+    FEATURES order."""
+    if spec.strip() in ("default", ""):
+        return DEFAULT_FEATURES
+    if spec.strip() == "all":
         return FEATURES
     names = set() if spec.strip() == "none" else {p.strip() for p in spec.split(",") if p.strip()}
     bad = names - set(FEATURES)
@@ -100,7 +109,9 @@ class SampleMaker:
     def __init__(self, faces: Sequence[FontFace], cfg: SynthConfig) -> None:
         self.cfg = cfg
         self.faces = list(faces)
-        self._perturb = None if "cursive" in cfg.features else handset.perturb_strokes
+        perturb = styles.perturb_strokes if "cursive" in cfg.features else handset.perturb_strokes
+        self._layout = "layout" in cfg.features
+        self._perturb = _laid_out(perturb) if self._layout else perturb
         self._scan_ink = "ink" in cfg.features
         self.medians = load_medians()
         self._fonts: list[GlyphFont] | None = None
@@ -166,11 +177,14 @@ class SampleMaker:
         if style == "font":
             if face not in self._profiles:  # skeletonising costs ~3 ms: only for faces drawn
                 self._profiles[face] = glyph_styles.thinning_profile(glyph)
-            ink = glyph_styles.render_font_sample(glyph, self._profiles[face], rng, self._scan_ink)
+            ink = glyph_styles.render_font_sample(
+                glyph, self._profiles[face], rng, self._scan_ink, self._layout
+            )
             return ink, style, face
         if face not in self._skeletons:
             self._skeletons[face] = glyph_styles.skeleton_of(glyph)
-        return glyph_styles.render_skeleton_sample(self._skeletons[face], rng), style, face
+        ink = glyph_styles.render_skeleton_sample(self._skeletons[face], rng, self._layout)
+        return ink, style, face
 
     def make_points(self, ch: str, rng: np.random.Generator) -> list[np.ndarray]:
         """-> the normalised pen points (`hccr.trajectory.normalize_points`) of one perturbed,
@@ -178,7 +192,7 @@ class SampleMaker:
         template = self.stroke_template(ch)
         if template is None:
             raise SynthError(f"{ch!r} (U+{ord(ch):04X}) has no stroke data")
-        strokes, _ = (self._perturb or styles.perturb_strokes)(template, rng)
+        strokes, _ = self._perturb(template, rng)
         return normalize_points(strokes, self.cfg.trajectory)  # type: ignore[arg-type]
 
     def make_normalized(
@@ -192,6 +206,18 @@ class SampleMaker:
             except EmptyImageError:
                 continue  # the same rng draws again: still deterministic
         raise SynthError(f"{ch!r}: {_MAX_TRIES} empty samples in a row")
+
+
+def _laid_out(perturb: Perturb) -> Perturb:
+    # the stroke departures, then the parts moved against each other (data_tools/layout.py)
+    def perturb_and_lay_out(
+        template: styles.StrokeTemplate, rng: np.random.Generator
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        strokes, widths = perturb(template, rng)
+        moved = layout.draw_layout(rng)
+        return [moved.apply(s) for s in strokes], widths
+
+    return perturb_and_lay_out
 
 
 def _open(face: FontFace) -> GlyphFont | None:

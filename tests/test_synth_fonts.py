@@ -171,16 +171,18 @@ def test_installed_handwriting_fonts_cover_gb1_samples() -> None:
 
 
 def test_ablation_features_switch_parts_off(tmp_path: Path) -> None:
-    from data_tools.sampler import SynthError, parse_features
+    from data_tools.sampler import DEFAULT_FEATURES, FEATURES, SynthError, parse_features
 
-    assert parse_features("all") == ("fonts", "cursive", "ink") and parse_features("none") == ()
-    assert parse_features("ink,fonts") == ("fonts", "ink")
-    with pytest.raises(SynthError, match="known: fonts, cursive, ink"):
+    assert parse_features("default") == ("fonts", "cursive", "ink")
+    assert parse_features("all") == ("fonts", "cursive", "ink", "layout")
+    assert parse_features("none") == () and parse_features("ink,fonts") == ("fonts", "ink")
+    with pytest.raises(SynthError, match="known: fonts, cursive, ink, layout"):
         parse_features("glitter")
     hand = _split_face(tmp_path)
     flat = FontFace(str(build_font(tmp_path / "flat" / "f.ttf", {"永": True})), 0, "Flat", "")
     images = {}
-    for name, features in (("all", ("fonts", "cursive", "ink")), ("none", ())):
+    runs = (("all", FEATURES), ("default", DEFAULT_FEATURES), ("none", ()))
+    for name, features in runs:
         out = tmp_path / f"{name}.lmdb"
         cfg = SynthConfig(per_char=8, seed=2, features=features)
         write_synth(out, Charset("永"), [hand, flat], cfg, progress=False)
@@ -189,4 +191,5 @@ def test_ablation_features_switch_parts_off(tmp_path: Path) -> None:
         images[name] = _images(out)[0]
         fonts = synth["fonts"]
         assert fonts == ([hand.name, flat.name] if features else [flat.name])
-    assert not all(np.array_equal(a, b) for a, b in zip(*images.values(), strict=True))
+    for a, b in (("all", "default"), ("default", "none")):  # layout, then the rest, make a change
+        assert not all(np.array_equal(x, y) for x, y in zip(images[a], images[b], strict=True))

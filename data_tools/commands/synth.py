@@ -10,7 +10,7 @@ system's and the handwriting fonts of `hccr-data fonts install`. Output is deter
 --split val draws a different seed stream and, for the font styles, only the held-out font
 families (data_tools.fonts.HOLDOUT_FAMILIES: Zhi Mang Xing, Ma Shan Zheng, AR PL UKai,
 WenQuanYi Micro Hei), which --split train never uses. --features switches parts of the
-generator off for ablations.
+generator on or off (ablations; `layout` is off by default).
 
 Examples:
   hccr-data synth -o data/synth-train.lmdb --per-char 100
@@ -75,10 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--features",
         metavar="LIST",
-        default="all",
-        help="generator parts, for ablations: all (default), none, or a comma list of "
+        default="default",
+        help="generator parts: default (fonts,cursive,ink), all, none, or a comma list of "
         "fonts (handwriting fonts), cursive (stroke variation fitted to a real writer; off: "
-        "hand-set), ink (ink matched to scans; off: plain)",
+        "hand-set), ink (ink matched to scans; off: plain), layout (a writer's part layout "
+        "and character shape; off: parts fixed, font glyphs print-square)",
     )
     parser.add_argument(
         "--size",
