@@ -27,7 +27,8 @@ adapted path (the feature layer's pre-activation from the export cut there, then
 ReLU and the float classifier: identical to `Recognizer.probabilities(x, profile)`). The score of
 a setting is the mean relative error change over the writers whose error is at least 1% (fewer
 errors make the ratio noise); the writers below, which the model already reads, report their mean change in points
-(the harm a setting does there). Settings tried: the prior (beta) and the bias prior (gamma),
+(the harm a setting does there). Several `-k` score each setting at each k (one table per k),
+and `--per-set` adds a table for each writer set. Settings tried: the prior (beta) and the bias prior (gamma),
 the k samples augmented with small affine copies, and for unsupervised, confidence weighting
 (probability to a power, a cut) and a second round of self-labelling with the adapted map.
 Other maps than STM's full affine one: a bias only (A = I: the writer's mean moved to the
@@ -42,6 +43,7 @@ only the feature layer's.
   python bench/adaptation_synth.py --model models/gb1-student [--work DIR] [--json out.json]
   python bench/adaptation_synth.py --model models/gb1-online --stroke-writers 8
   python bench/adaptation_synth.py --model models/gb1-online --sets habits --grid prior
+  python bench/adaptation_synth.py --model models/gb1-online --sets stroke-habits -k 50 200 400
 """
 
 from __future__ import annotations
