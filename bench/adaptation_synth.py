@@ -386,7 +386,7 @@ class Dev:
 
 
 def _summary(changes: list[float], easy: list[float]) -> dict:
-    return {"error_change": float(np.mean(changes)),
+    return {"error_change": float(np.mean(changes)) if changes else float("nan"),
             "easy_change_pt": 100 * float(np.mean(easy)) if easy else 0.0}  # fmt: skip
 
 
