@@ -16,7 +16,10 @@ weight, then drawn with the bundle's TrajectoryConfig as `Recognizer.prepare_str
 With `--sets habits` it also gets writers that repeat their habits (`--habit-writers`, made
 here): besides one global style, each keeps the generator's writer habits (cursive knob,
 radical resize and move, slant, rise and aspect; `data_tools.styles.HABITS`) for every
-character, where a `strokes` writer's samples each draw their own.
+character, where a `strokes` writer's samples each draw their own. `--sets stroke-habits` gives
+the same writers (the same characters, habits and global style) stroke-level habits as well
+(`data_tools.writer_habits.StrokeHabits`: a bias of the per-stroke cut, rotation, length and
+bowing for each kind of stroke, and join rates of their own per gap, drawn once per writer).
 
 As in `bench/adaptation.py`, each writer adapts on k samples of classes 0-1,876 (`--draws` random
 draws) and is tested on all of its samples of classes 1,877-3,754, through the recogniser's
@@ -24,7 +27,8 @@ adapted path (the feature layer's pre-activation from the export cut there, then
 ReLU and the float classifier: identical to `Recognizer.probabilities(x, profile)`). The score of
 a setting is the mean relative error change over the writers whose error is at least 1% (fewer
 errors make the ratio noise); the writers below, which the model already reads, report their mean change in points
-(the harm a setting does there). Settings tried: the prior (beta) and the bias prior (gamma),
+(the harm a setting does there). Several `-k` score each setting at each k (one table per k),
+and `--per-set` adds a table for each writer set. Settings tried: the prior (beta) and the bias prior (gamma),
 the k samples augmented with small affine copies, and for unsupervised, confidence weighting
 (probability to a power, a cut) and a second round of self-labelling with the adapted map.
 Other maps than STM's full affine one: a bias only (A = I: the writer's mean moved to the
@@ -39,12 +43,14 @@ only the feature layer's.
   python bench/adaptation_synth.py --model models/gb1-student [--work DIR] [--json out.json]
   python bench/adaptation_synth.py --model models/gb1-online --stroke-writers 8
   python bench/adaptation_synth.py --model models/gb1-online --sets habits --grid prior
+  python bench/adaptation_synth.py --model models/gb1-online --sets stroke-habits -k 50 200 400
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import subprocess
 import sys
@@ -68,7 +74,8 @@ SETS = {"font": ("font=1", 23), "skeleton": ("skeleton=1", 24), "strokes": ("str
 PEN_SCALE = {-1: 2 / 3, 0: 1.0, 1: 1.5}  # trajectory writers: the pen weight as pen width
 BATCH = 256
 NUM_AUG = 4  # affine copies made of each adaptation sample
-STYLED = ("strokes", "habits")  # the writer sets given one global style a writer
+STYLED = ("strokes", "habits", "stroke-habits")  # the writer sets given one global style a writer
+HABIT_SETS = ("habits", "stroke-habits")  # made here (online bundles), not by hccr-data synth
 HABIT_PER_HALF = 470  # as many as a `strokes` writer has, about
 
 
@@ -178,26 +185,32 @@ def features(rec: Recognizer, images: np.ndarray) -> np.ndarray:
     )
 
 
-def habit_samples(rec: Recognizer, writers: int) -> tuple[list, np.ndarray, np.ndarray]:
+def habit_samples(
+    rec: Recognizer, writers: int, stroke_level: bool = False
+) -> tuple[list, np.ndarray, np.ndarray]:
     """(normalised pen points, class indices, writer ids) of trajectory writers that repeat their
     habits: each draws the generator's writer habits once (`data_tools.styles.HABITS`: cursive
     knob, radical resize and move, slant, rise and aspect) and keeps them for every character,
-    `HABIT_PER_HALF` classes from each half of the charset, one sample each."""
+    `HABIT_PER_HALF` classes from each half of the charset, one sample each. `stroke_level`
+    adds each writer's `StrokeHabits` (drawn from a stream of their own: the characters and
+    writer habits stay those of `stroke_level=False`)."""
     from data_tools import styles
     from data_tools.strokes import load_medians
+    from data_tools.writer_habits import StrokeHabits
 
     medians, rng = load_medians(), np.random.default_rng(11)
     chars = rec.charset.chars
     samples, labels, ids = [], [], []
     for w in range(writers):
         habits = rng.random(17)
+        stroke_habits = StrokeHabits.draw(np.random.default_rng([12, w])) if stroke_level else None
         for half in (np.arange(HALF), np.arange(HALF, len(chars))):
             for c in rng.choice(half, HABIT_PER_HALF, replace=False):
                 strokes = medians.get(chars[c])
                 if not strokes:
                     continue
                 template = styles.StrokeTemplate.from_medians(strokes, medians.radicals(chars[c]))
-                points, _ = styles.perturb_strokes(template, rng, habits)
+                points, _ = styles.perturb_strokes(template, rng, habits, stroke_habits)
                 samples.append(normalize_points(points, rec.trajectory))
                 labels.append(int(c))
                 ids.append(w)
@@ -206,16 +219,18 @@ def habit_samples(rec: Recognizer, writers: int) -> tuple[list, np.ndarray, np.n
 
 def synthetic_writers(
     rec: Recognizer, dbs: dict[str, Path], stroke_writers: int, copies: bool = True,
-    keep_inputs: bool = False, habit_writers: int = 0,
+    keep_inputs: bool = False, habit_writers: int = 0, habit_sets: tuple[str, ...] = ("habits",),
 ) -> list[dict]:  # fmt: skip
     """Each writer's features (adaptation, test, and with `copies` augmented copies of the
     adaptation samples); with `keep_inputs` also the model inputs (for --adabn). An online
-    bundle also gets `habit_writers` writers that repeat their habits (`habit_samples`)."""
+    bundle also gets `habit_writers` writers that repeat their habits for each of `habit_sets`
+    (`habit_samples`; "stroke-habits": stroke-level habits too)."""
     writers = []
     aug_rng = np.random.default_rng(0)
     sources = [(name, *load(db, rec)) for name, db in dbs.items()]
     if habit_writers and rec.trajectory is not None:
-        sources.append(("habits", *habit_samples(rec, habit_writers)))
+        for name in habit_sets:
+            sources.append((name, *habit_samples(rec, habit_writers, name == "stroke-habits")))
     for name, samples, labels, ids in sources:
         pens = np.ones(len(labels))
         if name in STYLED:  # one global style a writer
@@ -371,7 +386,7 @@ class Dev:
 
 
 def _summary(changes: list[float], easy: list[float]) -> dict:
-    return {"error_change": float(np.mean(changes)),
+    return {"error_change": float(np.mean(changes)) if changes else float("nan"),
             "easy_change_pt": 100 * float(np.mean(easy)) if easy else 0.0}  # fmt: skip
 
 
@@ -479,11 +494,14 @@ def main() -> None:
                         help="folder for the synthetic LMDBs (kept; default: a temporary one)")  # fmt: skip
     parser.add_argument("--per-char", type=int, default=2, help="samples per class and style")
     parser.add_argument("--stroke-writers", type=int, default=8, help="writers of strokes style")
-    parser.add_argument("--sets", nargs="+", choices=(*SETS, "habits"), default=list(SETS),
-                        help="writer sets (default: font skeleton strokes; an online bundle takes strokes and habits only)")  # fmt: skip
+    parser.add_argument("--sets", nargs="+", choices=(*SETS, *HABIT_SETS), default=list(SETS),
+                        help="writer sets (default: font skeleton strokes; an online bundle takes strokes, habits and stroke-habits only)")  # fmt: skip
     parser.add_argument("--habit-writers", type=int, default=8,
-                        help="writers of the habits set (online bundles; `habit_samples`)")  # fmt: skip
-    parser.add_argument("-k", type=int, default=200, help="adaptation samples per writer")
+                        help="writers of each habits set (online bundles; `habit_samples`)")  # fmt: skip
+    parser.add_argument("-k", type=int, nargs="+", default=[200],
+                        help="adaptation samples per writer (several: a table for each)")  # fmt: skip
+    parser.add_argument("--per-set", action="store_true",
+                        help="a table for each writer set as well as one for all writers")  # fmt: skip
     parser.add_argument("--draws", type=int, default=3, help="random draws of k per writer")
     parser.add_argument("--threads", type=int, default=1, help="model threads (default: 1)")
     parser.add_argument("--grid", nargs="+", choices=GROUPS, default=list(GROUPS),
@@ -493,7 +511,7 @@ def main() -> None:
     parser.add_argument("--priors", type=float, nargs="+", default=list(PRIORS),
                         help=f"priors of the prior group (default: {' '.join(map(str, PRIORS))})")  # fmt: skip
     parser.add_argument("--adabn", action="store_true",
-                        help="also score BatchNorm statistics re-estimated on the k samples")  # fmt: skip
+                        help="also score BatchNorm statistics re-estimated on the (first) k samples")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -509,32 +527,40 @@ def main() -> None:
             args.stroke_writers,
             "copies" in args.grid,
             args.adabn,
-            args.habit_writers if "habits" in args.sets else 0,
+            args.habit_writers,
+            tuple(s for s in HABIT_SETS if s in args.sets),
         )
     means = None
     if args.prototypes is not None:
         from hccr.commands.adapt import prototypes_from_lmdbs
 
         means = prototypes_from_lmdbs(rec, args.prototypes, progress=False)
-    dev = Dev(rec, writers, args.k, args.draws, means)
-    print(f"{rec.name} ({rec.profile_backend} features), k = {args.k}, {args.draws} draws; "
-          f"writers and their error: " + ", ".join(f"{w['name']} {100 * w['base']:.1f}%"
-                                                  for w in writers), file=sys.stderr)  # fmt: skip
-    print(
-        "| mode | map | prior | gamma | copies (weight) | rounds | confidence | error change "
-        "(writers >= 1% error) | easy writers, pt |\n| --- | --- | ---: | ---: | --- | ---: | --- "
-        "| ---: | ---: |"
-    )
+    groups = {"all": writers}
+    if args.per_set:
+        for w in writers:
+            groups.setdefault(w["name"].rsplit(" ", 1)[0], []).append(w)
     rows = []
-    for setting in grid(
-        args.grid, means is not None, [p if p % 1 else int(p) for p in args.priors]
-    ):
-        result = {**setting, **dev.score(**setting)}
-        rows.append(result)
-        print(_fmt(setting, result), flush=True)
+    for (group, members), k in itertools.product(groups.items(), args.k):
+        dev = Dev(rec, members, k, args.draws, means)
+        if len(groups) > 1 or len(args.k) > 1:
+            print(f"\n{group} writers, k = {k}:\n")
+        print(f"{rec.name} ({rec.profile_backend} features), k = {k}, {args.draws} draws; "
+              f"writers and their error: " + ", ".join(f"{w['name']} {100 * w['base']:.1f}%"
+                                                      for w in members), file=sys.stderr)  # fmt: skip
+        print(
+            "| mode | map | prior | gamma | copies (weight) | rounds | confidence | error change "
+            "(writers >= 1% error) | easy writers, pt |\n| --- | --- | ---: | ---: | --- | ---: "
+            "| --- | ---: | ---: |"
+        )
+        for setting in grid(
+            args.grid, means is not None, [p if p % 1 else int(p) for p in args.priors]
+        ):
+            result = {"set": group, "k": k, **setting, **dev.score(**setting)}
+            rows.append(result)
+            print(_fmt(setting, result), flush=True)
     if args.adabn:
         for last_only in (False, True):
-            result = adabn(rec, writers, args.k, last_only)
+            result = adabn(rec, writers, args.k[0], last_only)
             rows.append({"adabn": "feature layer" if last_only else "all layers", **result})
             print(f"| unsupervised | BatchNorm statistics re-estimated ("
                   f"{rows[-1]['adabn']}), draw 0 | - | - | - | - | - | "

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from data_tools.render import render_strokes
 from data_tools.writer_stats import load_writer_stats
+
+if TYPE_CHECKING:
+    from data_tools.writer_habits import StrokeHabits
 
 CANVAS = 96  # working canvas side; normalised to --size (64) afterwards
 STYLES = ("strokes", "font", "skeleton")
@@ -125,7 +129,10 @@ HABITS = np.array([0, 3, 4, 5, 6, 8, 9, 10])
 
 
 def perturb_strokes(
-    template: StrokeTemplate, rng: np.random.Generator, habits: np.ndarray | None = None
+    template: StrokeTemplate,
+    rng: np.random.Generator,
+    habits: np.ndarray | None = None,
+    stroke_habits: StrokeHabits | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Writer-like variation of a character's medians -> (strokes, per-point pen-width factors).
 
@@ -143,6 +150,8 @@ def perturb_strokes(
     `habits` (17 uniforms in [0, 1), of which the `HABITS` entries are used) makes every sample
     the same writer's: its cursive knob, radical resize and move and slant, rise and aspect
     habits are kept, the rest is drawn per character (the draws of `rng` are the same either way).
+    `stroke_habits` (data_tools.writer_habits) adds the writer's stroke-level habits: a bias of
+    the per-stroke departures for each kind of stroke, and its join rate per gap.
     """
     stats = load_writer_stats()
     n = len(template.starts) - 1
@@ -159,6 +168,8 @@ def perturb_strokes(
     # per-stroke departures from the fitted medians (rows 0-6), GROUPS["stroke"] order:
     # start_cut, end_cut, angle, log_length, shift_x, shift_y, bow
     dev = stats.deviations("stroke", un[:7])
+    if stroke_habits is not None:
+        dev = stroke_habits.departures(template.points, template.starts, dev)
     cut0 = stats.medians[("stroke", "start_cut")]
     cut1 = stats.medians[("stroke", "end_cut")]
     ang = dev[2] * shape
@@ -211,7 +222,10 @@ def perturb_strokes(
 
     # joined where the draw falls under the writer's join rate for the gap (times rate_scale)
     def joins(gap: np.ndarray) -> np.ndarray:
-        return un[7, 1:] < np.minimum(stats.join_rate(gap) * rate_scale, _MAX_JOIN)
+        rate = stats.join_rate(gap) * rate_scale
+        if stroke_habits is not None:
+            rate = rate * stroke_habits.join_scale(gap, stats)
+        return un[7, 1:] < np.minimum(rate, _MAX_JOIN)
 
     return join_strokes(p, w, template.stroke, keep, joins, un[8])
 

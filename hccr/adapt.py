@@ -73,7 +73,9 @@ class StmConfig:
     # a part): the online bundle's 8 styled trajectory writers are best at 800 (-15.5%; -13.8%
     # at 400, -14.9% at 1200), the image student's 12 font, skeleton and stroke writers gain
     # little at any prior, a little more up to 1200 (-2.2% at 400, -3.6% at 800, -4.6% at 1200).
-    # Writers that repeat their habits as well lean the same way (-12.0% at 400, -14.0% at 800).
+    # Writers that repeat their habits as well lean the same way (-12.0% at 400, -14.0% at 800);
+    # writers with stroke-level habits too are level from 400 to 1200 (-18.1% at 400, -18.3% at
+    # 600, -17.9% at 800), with no trend in k from 50 to 400.
     # One default for both (BENCHMARKS.md, "Writer adaptation settings").
     prior: float = 800.0
     # The same for --unsupervised (trajectory writers: -16.0% at 600 and 800, -14.4% at 400 and

@@ -1,5 +1,6 @@
 """Fitted writer statistics: the shipped file loads, sampling stays in range, the fit script
-rebuilds it from a `.pot` (first GB1 half only), and every stroke sample carries enough ink."""
+rebuilds it from a `.pot` (first GB1 half only), and every stroke sample carries enough ink;
+synthetic writers keep their habits (writer-level and stroke-level) over their samples."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from data_tools import fit_writer_stats, styles
 from data_tools.strokes import load_medians
 from data_tools.synth import SampleMaker, SynthConfig, sample_rng
+from data_tools.writer_habits import KINDS, StrokeHabits, stroke_kinds
 from data_tools.writer_stats import WRITER_STATS_PATH, WriterStats, WriterStatsError
 from hccr.casia import write_pot
 from hccr.charset import Charset
@@ -84,6 +86,70 @@ def test_a_writers_habits_hold_over_its_samples() -> None:
     styles.perturb_strokes(template, rng_a)
     styles.perturb_strokes(template, rng_b, habits)
     assert rng_a.random() == rng_b.random()  # the same draws: seeds keep their samples
+
+
+def test_stroke_kinds_from_the_medians() -> None:
+    medians = load_medians()
+
+    def kinds(ch: str) -> list[str]:
+        t = styles.StrokeTemplate.from_medians(medians.get(ch))
+        return [KINDS[k] for k in stroke_kinds(t.points, t.starts)]
+
+    assert kinds("十") == ["horizontal", "vertical"]
+    assert kinds("八") == ["left-falling", "right-falling"]
+    assert kinds("乙") == ["turning"]
+    assert kinds("永") == ["short", "turning", "turning", "left-falling", "right-falling"]
+
+
+def test_a_writers_stroke_habits_hold_over_its_samples() -> None:
+    """`stroke_habits=` (bench/adaptation_synth.py's stroke-habits writers): a writer whose
+    horizontals run long draws them longer than one whose horizontals run short, in every
+    character and over independent draws; its join factors hold too."""
+    medians = load_medians()
+    stats = WriterStats.load()
+    habits = np.random.default_rng(0).random(17)
+    habits[0] = 0.99  # a loose hand: the stroke departures at their widest
+    length = list(stats.GROUPS["stroke"]).index("log_length")
+
+    def writer(u: float) -> StrokeHabits:  # only the horizontals' length is biased
+        bias = np.zeros((len(KINDS), 7))
+        bias[KINDS.index("horizontal"), length] = stats.deviations("stroke", np.full((7, 1), u))[
+            length, 0
+        ]
+        return StrokeHabits(bias, np.ones(len(stats.join_gaps)))
+
+    def widths(ch: str, habit: StrokeHabits, seed: int) -> np.ndarray:
+        t = styles.StrokeTemplate.from_medians(medians.get(ch))
+        out = [styles.perturb_strokes(t, np.random.default_rng([seed, s]), habits, habit)[0]
+               for s in range(30)]  # fmt: skip
+        return np.array([np.ptp(np.concatenate(strokes)[:, 0]) for strokes in out])
+
+    for ch in "一二三":  # horizontals only: the ink's width is their length
+        long, short = widths(ch, writer(0.95), 1), widths(ch, writer(0.05), 2)
+        assert long.mean() > 1.2 * short.mean(), ch
+        assert (long > np.median(short)).mean() > 0.7, ch
+    template = styles.StrokeTemplate.from_medians(medians.get("永"), medians.radicals("永"))
+    never = StrokeHabits(np.zeros((len(KINDS), 7)), np.zeros(len(stats.join_gaps)))
+    pen_downs = [len(styles.perturb_strokes(template, np.random.default_rng([3, s]), habits,
+                                            never)[0]) for s in range(30)]  # fmt: skip
+    assert pen_downs == [5] * 30  # a loose hand that never joins: every pen lift stays
+
+
+def test_stroke_habits_leave_the_default_samples_alone() -> None:
+    """The generator's samples (no habits) are those of before stroke habits existed (values
+    recorded from that code), and a stroke-habits call takes the same draws."""
+    medians = load_medians()
+    template = styles.StrokeTemplate.from_medians(medians.get("永"), medians.radicals("永"))
+    strokes, widths = styles.perturb_strokes(template, np.random.default_rng(2026))
+    assert [len(s) for s in strokes] == [3, 15, 14, 6, 11]
+    points = np.concatenate(strokes)
+    assert np.allclose(points.sum(0), [23.14281519, 26.10747938], rtol=0, atol=1e-7)
+    assert np.allclose(points[:2], [[0.4380497, 0.04484382], [0.4873248, 0.05989812]], atol=1e-7)
+    assert np.isclose(np.concatenate(widths).sum(), 51.547455976995984, rtol=0, atol=1e-7)
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    styles.perturb_strokes(template, rng_a)
+    styles.perturb_strokes(template, rng_b, None, StrokeHabits.draw(np.random.default_rng(0)))
+    assert rng_a.random() == rng_b.random()
 
 
 @pytest.mark.parametrize("seed", [0, 1])
