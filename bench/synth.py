@@ -4,8 +4,8 @@
     python bench/synth.py --classes 50 --per-char 40 --workers 1
 
 Prints one table: style, samples, wall seconds, samples/s, and CPU seconds (all processes).
-The `all` row is the default style mix writing a real LMDB (what `hccr-data synth` does); the
-per-style rows generate without writing, so they show what each style costs. On a machine
+The `all` row is the default style mix writing a real LMDB (what `hccr-data synth` does), the
+`+layout` row the same with the opt-in part layout (`--features all`); the per-style rows generate without writing, so they show what each style costs. On a machine
 shared with other jobs the wall rate drops; `samples/cpu-s x workers` is what the same run
 reaches with that many otherwise idle cores. Fonts: the system's and the handwriting fonts of
 `hccr-data fonts install` (train split), as `hccr-data synth` finds them; the strokes style
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from data_tools import styles
 from data_tools.fonts import discover_fonts, fonts_for_split
+from data_tools.sampler import FEATURES
 from data_tools.synth import SynthConfig, generate, write_synth
 from hccr.charset import Charset
 
@@ -49,13 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'style':<10} {'samples':>8} {'seconds':>8} {'samples/s':>10} {'cpu-s':>8} {'samples/cpu-s':>14}"
     )
-    cfg = SynthConfig(per_char=args.per_char)
-    with tempfile.TemporaryDirectory() as tmp:
-        t, c = time.perf_counter(), _cpu_seconds()
-        write_synth(
-            Path(tmp) / "bench.lmdb", charset, faces, cfg, workers=args.workers, progress=False
-        )
-        _report("all", n, time.perf_counter() - t, _cpu_seconds() - c)
+    for name, cfg in (
+        ("all", SynthConfig(per_char=args.per_char)),
+        ("+layout", SynthConfig(per_char=args.per_char, features=FEATURES)),
+    ):
+        with tempfile.TemporaryDirectory() as tmp:
+            t, c = time.perf_counter(), _cpu_seconds()
+            write_synth(
+                Path(tmp) / "bench.lmdb", charset, faces, cfg, workers=args.workers, progress=False
+            )
+            _report(name, n, time.perf_counter() - t, _cpu_seconds() - c)
     if args.styles:
         for style in styles.STYLES:
             cfg = SynthConfig(per_char=args.per_char, styles={style: 1.0})
