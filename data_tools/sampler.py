@@ -27,8 +27,8 @@ FONT_PX = 80  # font glyphs are rendered at this pixel size, then warped onto th
 HANDWRITING_FONT_WEIGHT = 3.0  # Kai faces are drawn this much more often than print faces
 _MAX_TRIES = 8
 FEATURES = ("fonts", "cursive", "ink", "layout")
-# `layout` is opt-in: it moved the many-writer scans by +0.2 to +1.6 pt and writer 001 by -0.1
-# to -1.5 pt in the generator ablation (BENCHMARKS.md), within the intervals
+# `layout` is opt-in: in the generator ablation (BENCHMARKS.md) it moved the many-writer scans by
+# +0.2 to +1.6 pt, writer 001 by -1.5 to -0.1 pt (image) and +1.3 pt (online): within the intervals
 DEFAULT_FEATURES = ("fonts", "cursive", "ink")
 
 
