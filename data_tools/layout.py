@@ -101,13 +101,8 @@ def draw_layout(rng: np.random.Generator) -> Layout:
 
 
 def char_shape(rng: np.random.Generator) -> np.ndarray:
-    """(2, 2) slant, rise and aspect of a whole character, as the stroke style draws them: the
-    fitted deviations at 0.5-1.5 of their spread plus a habit of -0.5 to 1.5 times the fitted
-    median (3 + 3 + 1 uniform draws)."""
-    stats = load_writer_stats()
+    """(2, 2) slant, rise and aspect of a whole character, as the stroke style draws them
+    (`WriterStats.char_shape`): the fitted departures at 0.5-1.5 of their spread plus a habit
+    (3 + 3 + 1 uniform draws)."""
     u = rng.random(7)
-    slant, rise, log_aspect = stats.deviations("char", u[:3]) * (0.5 + u[6]) + stats.median_values(
-        "char"
-    ) * (-0.5 + 2.0 * u[3:6])
-    aspect = float(np.exp(log_aspect))
-    return np.array([[aspect, slant], [-rise, 1.0 / aspect]])
+    return load_writer_stats().char_shape(u[:3], 0.5 + u[6], u[3:6])

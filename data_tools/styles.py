@@ -208,12 +208,7 @@ def perturb_strokes(
     p = _smooth(p, template.starts, int(1 + 2.5 * cursive))
     # global: slant (verticals), rise (horizontals), aspect, as fitted, with this writer's habit
     # strength, then an elastic bend of the whole character
-    habit = -0.5 + 2.0 * gu[8:11]
-    slant, rise, log_aspect = (
-        stats.deviations("char", gu[12:15]) * (0.5 + cursive) + stats.median_values("char") * habit
-    )
-    aspect = np.exp(log_aspect)
-    a = np.array([[aspect, slant], [-rise, 1.0 / aspect]])
+    a = stats.char_shape(gu[12:15], 0.5 + cursive, gu[8:11])
     p = (p - 0.5) @ a.T + 0.5
     freq = g.reshape(2, 2) * 1.6  # two plane waves, one per axis
     p += (gu[11] * 0.03) * np.sin(2 * np.pi * (p @ freq.T) + gu[15:17] * 2 * np.pi)

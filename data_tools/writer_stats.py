@@ -101,6 +101,17 @@ class WriterStats:
         """(K,) the medians of a group's distributions, in GROUPS order."""
         return self._stacked[group][2][:, 0]
 
+    def char_shape(self, u: np.ndarray, spread: float, u_habit: np.ndarray) -> np.ndarray:
+        """(2, 2) slant, rise and aspect map of a whole character: the "char" departures at the
+        uniforms `u` (3,) times `spread`, plus this writer's habit, -0.5 to 1.5 times the fitted
+        medians (`u_habit` (3,) uniforms)."""
+        habit = -0.5 + 2.0 * np.asarray(u_habit)
+        slant, rise, log_aspect = (
+            self.deviations("char", u) * spread + self.median_values("char") * habit
+        )
+        aspect = np.exp(log_aspect)
+        return np.array([[aspect, slant], [-rise, 1.0 / aspect]])
+
     def range(self, group: str, key: str) -> tuple[float, float]:
         t = self.tables[(group, key)]
         return float(t[0]), float(t[-1])
