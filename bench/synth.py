@@ -5,9 +5,10 @@
 
 Prints one table: style, samples, wall seconds, samples/s, and CPU seconds (all processes).
 The `all` row is the default style mix writing a real LMDB (what `hccr-data synth` does), the
-`+layout` row the same with the opt-in part layout (`--features all`); the per-style rows generate without writing, so they show what each style costs. On a machine
-shared with other jobs the wall rate drops; `samples/cpu-s x workers` is what the same run
-reaches with that many otherwise idle cores. Fonts: the system's and the handwriting fonts of
+`+layout` row the same with the opt-in part layout (`--features all`); the per-style rows
+generate without writing, so they show what each style costs. On a machine shared with other
+jobs the wall rate drops; `samples/cpu-s x workers` is what the same run reaches with that many
+otherwise idle cores. Fonts: the system's and the handwriting fonts of
 `hccr-data fonts install` (train split), as `hccr-data synth` finds them; the strokes style
 draws from the fitted writer statistics and the scan ink of data_tools/styles.py.
 """
