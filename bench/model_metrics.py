@@ -149,8 +149,9 @@ def print_summary(m: dict[str, Any]) -> None:
     if "synthetic_heldout" in m:
         r = m["synthetic_heldout"]
         print(f"| synthetic, held-out fonts | {r['n']} | {_pct(r['top1'])} | {_pct(r['top10'])} |")
-    for r in m.get("real_handwriting", {}).get("rows", []):
-        print(f"| real {r['kind']}: {r['source']} | {r['n']} | {_pct(r['top1'])} | {_pct(r['top10'])} |")  # fmt: skip
+    for r in m.get("real_handwriting", {}).get("rows", []):  # bench/real_handwriting.py --json
+        h = r["hccr"]
+        print(f"| real, {r['set']} | {h['n']} | {_pct(h['top1'])} | {_pct(h['top10'])} |")
     drawn = m.get("drawn_input", {})
     for r in drawn.get("models", []):
         print(f"| drawn input, seed {drawn['settings']['seed']} | {r['n']} | {_pct(r['top1'])} | {_pct(r['top10'])} |")  # fmt: skip

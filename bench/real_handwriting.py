@@ -14,7 +14,10 @@ Peers, in a subprocess of `--peer-python` (as in bench/drawn_input.py), on the s
     by the project's pen renderer, black on white, cropped to its ink; top-1 only;
   - zinnia (Tegaki zh_CN model, online only): the `.pot` points fitted to a centred box.
 Every row gives n and a 95% Wilson interval; images whose label is outside the model's
-charset are counted apart and scored by nobody.
+charset are counted apart and scored by nobody. `--baseline BUNDLE` also reads every set with
+another bundle (same charset) and compares the two on the same samples: how many only one of
+them reads right, and the exact two-sided McNemar p of that split (whether one model is better
+than the other beyond chance, which overlapping intervals cannot say).
 
     python bench/real_handwriting.py --model models/gb1-student \\
         --pot ../shared/data/olhwdb1.0-writer001.pot \\
@@ -74,9 +77,20 @@ def _label(path: Path) -> str:
 
 def _score(rows: list[tuple[str, list[str]]]) -> dict:
     n = len(rows)
-    top1 = sum(chars[:1] == [label] for label, chars in rows)
+    right = [chars[:1] == [label] for label, chars in rows]  # per sample, for --baseline
+    top1 = sum(right)
     top10 = sum(label in chars for label, chars in rows)
-    return {"n": n, "top1_k": top1, "top1": top1 / max(n, 1), "top10": top10 / max(n, 1)}
+    return {"n": n, "top1_k": top1, "top1": top1 / max(n, 1), "top10": top10 / max(n, 1),
+            "right": right}  # fmt: skip
+
+
+def mcnemar(base: list[bool], model: list[bool]) -> tuple[int, int, float]:
+    """(samples only `model` reads right, only `base` reads right, exact two-sided McNemar p)."""
+    gain = sum(m and not b for b, m in zip(base, model, strict=True))
+    loss = sum(b and not m for b, m in zip(base, model, strict=True))
+    n, k = gain + loss, min(gain, loss)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return gain, loss, p
 
 
 def online_set(model: Path, bundle, pot: Path, classes: range, tmp: Path) -> dict:
@@ -204,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--peer-python", default=sys.executable, help="interpreter with rapidocr")
     parser.add_argument("--no-peers", action="store_true", help="hccr only")
+    parser.add_argument("--baseline", default=None, metavar="BUNDLE",
+                        help="also read every set with this bundle and compare, sample by sample")  # fmt: skip
     parser.add_argument("--zinnia-model", type=Path,
                         default=Path("/usr/share/tegaki/models/zinnia/handwriting-zh_CN.model"))  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -228,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         for folder in args.offline:
             sets[f"offline {folder.name}"] = offline_set(model, bundle, folder)
         peers = {} if args.no_peers else run_peers(args.peer_python, sets, tmp, args.zinnia_model)
+        base = _baseline_scores(args, classes, tmp) if args.baseline else {}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"model: {model}; {os.cpu_count()} CPUs; {time.perf_counter() - start:.0f} s")
@@ -240,14 +257,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {h['n']} | {_cell(h)} | {_cell(p.get('rapidocr'))} "
               f"| {_cell(p.get('zinnia'))} | {100 * h['top10']:.1f}% "
               f"| {s.get('outside', '—')} |")  # fmt: skip
+        h = {k: v for k, v in h.items() if k != "right"}
         report.append({"set": name, "hccr": h, "peers": p, "outside": s.get("outside")})
     for name, p in peers.items():
         for peer, r in p.items():
             if "skipped" in r:
                 print(f"{peer} on {name}: skipped: {r['skipped']}")
+    if base:
+        report = _print_paired(args.baseline, sets, base, report)
     if args.json is not None:
         args.json.write_text(json.dumps({"model": str(model), "rows": report}, indent=2) + "\n")
     return 0
+
+
+def _baseline_scores(args: argparse.Namespace, classes: range, tmp: Path) -> dict[str, dict]:
+    from hccr.bundle import load_bundle, resolve_model
+
+    model = resolve_model(args.baseline)
+    bundle = load_bundle(model)
+    (tmp / "baseline").mkdir()
+    out = {}
+    for pot in args.pot:
+        out[f"online {pot.name}, classes {args.classes}"] = online_set(
+            model, bundle, pot, classes, tmp / "baseline"
+        )["hccr"]
+    for folder in args.offline:
+        out[f"offline {folder.name}"] = offline_set(model, bundle, folder)["hccr"]
+    return out
+
+
+def _print_paired(baseline: str, sets: dict, base: dict, report: list[dict]) -> list[dict]:
+    print(f"\nbeside the baseline {baseline}, on the same samples:")
+    print("| real handwriting | n | baseline top-1 | this model top-1 | right only with this model "
+          "| right only with the baseline | McNemar p |\n| --- | ---: | ---: | ---: | ---: | ---: "
+          "| ---: |")  # fmt: skip
+    for row, (name, s) in zip(report, sets.items(), strict=True):
+        b, h = base[name], s["hccr"]
+        if len(b["right"]) != len(h["right"]):
+            raise SystemExit(f"{name}: the baseline scored {len(b['right'])} samples, "
+                             f"the model {len(h['right'])} (another charset?)")  # fmt: skip
+        gain, loss, p = mcnemar(b["right"], h["right"])
+        print(f"| {name} | {h['n']} | {100 * b['top1']:.1f}% | {100 * h['top1']:.1f}% | {gain} "
+              f"| {loss} | {p:.2g} |")  # fmt: skip
+        row["baseline"] = {"top1": b["top1"], "gain": gain, "loss": loss, "mcnemar_p": p}
+    return report
 
 
 if __name__ == "__main__":
