@@ -93,7 +93,9 @@ def mcnemar(base: list[bool], model: list[bool]) -> tuple[int, int, float]:
     return gain, loss, p
 
 
-def online_set(model: Path, bundle, pot: Path, classes: range, tmp: Path) -> dict:
+def online_set(
+    model: Path, bundle, pot: Path, classes: range, tmp: Path, peers: bool = True
+) -> dict:
     """hccr on the packed `.pot` (classes in `classes` only), plus what the peers need."""
     from data_tools.render import render_strokes
     from hccr.casia import iter_pot
@@ -106,6 +108,8 @@ def online_set(model: Path, bundle, pot: Path, classes: range, tmp: Path) -> dic
     for r in _recognize(model, db):
         if r["label"] in keep:
             rows.append((r["label"], [c["char"] for c in r["top"]]))
+    if not peers:
+        return {"hccr": _score(rows)}
     # the same records for the peers: pen-rendered image (PP-OCRv6), raw points (zinnia)
     inks, strokes, labels = [], [], []
     for rec in iter_pot(pot):
@@ -116,7 +120,7 @@ def online_set(model: Path, bundle, pot: Path, classes: range, tmp: Path) -> dic
     return {"hccr": _score(rows), "inks": inks, "strokes": strokes, "labels": labels}
 
 
-def offline_set(model: Path, bundle, folder: Path) -> dict:
+def offline_set(model: Path, bundle, folder: Path, peers: bool = True) -> dict:
     from PIL import Image
 
     rows, inks, labels, outside = [], [], [], 0
@@ -127,8 +131,9 @@ def offline_set(model: Path, bundle, folder: Path) -> dict:
             outside += 1
             continue
         rows.append((label, [c["char"] for c in r["top"]]))
-        inks.append(255 - np.asarray(Image.open(path).convert("L")))
-        labels.append(label)
+        if peers:
+            inks.append(255 - np.asarray(Image.open(path).convert("L")))
+            labels.append(label)
     return {"hccr": _score(rows), "inks": inks, "strokes": None, "labels": labels,
             "outside": outside}  # fmt: skip
 
@@ -279,10 +284,10 @@ def _baseline_scores(args: argparse.Namespace, classes: range, tmp: Path) -> dic
     out = {}
     for pot in args.pot:
         out[f"online {pot.name}, classes {args.classes}"] = online_set(
-            model, bundle, pot, classes, tmp / "baseline"
+            model, bundle, pot, classes, tmp / "baseline", peers=False
         )["hccr"]
     for folder in args.offline:
-        out[f"offline {folder.name}"] = offline_set(model, bundle, folder)["hccr"]
+        out[f"offline {folder.name}"] = offline_set(model, bundle, folder, peers=False)["hccr"]
     return out
 
 
