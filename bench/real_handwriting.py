@@ -239,17 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     model = resolve_model(args.model)
     bundle = load_bundle(model)  # its charset and normalisation; the commands load it themselves
     tmp = Path(tempfile.mkdtemp(prefix="hccr-real-"))
-    sets: dict[str, dict] = {}
     start = time.perf_counter()
     try:
-        for pot in args.pot:
-            sets[f"online {pot.name}, classes {args.classes}"] = online_set(
-                model, bundle, pot, classes, tmp
-            )
-        for folder in args.offline:
-            sets[f"offline {folder.name}"] = offline_set(model, bundle, folder)
+        sets = read_sets(model, bundle, args, classes, tmp, peers=not args.no_peers)
         peers = {} if args.no_peers else run_peers(args.peer_python, sets, tmp, args.zinnia_model)
-        base = _baseline_scores(args, classes, tmp) if args.baseline else {}
+        base = {}
+        if args.baseline:  # the same sets read by another bundle, its own packing of the .pot
+            base_model = resolve_model(args.baseline)
+            base_bundle = load_bundle(base_model)
+            base = read_sets(base_model, base_bundle, args, classes, tmp / "baseline", peers=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"model: {model}; {os.cpu_count()} CPUs; {time.perf_counter() - start:.0f} s")
@@ -275,20 +273,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _baseline_scores(args: argparse.Namespace, classes: range, tmp: Path) -> dict[str, dict]:
-    from hccr.bundle import load_bundle, resolve_model
-
-    model = resolve_model(args.baseline)
-    bundle = load_bundle(model)
-    (tmp / "baseline").mkdir()
-    out = {}
+def read_sets(
+    model: Path, bundle, args: argparse.Namespace, classes: range, tmp: Path, peers: bool
+) -> dict[str, dict]:
+    """Every `--pot` and `--offline` set read by `model`, by row name (with `peers`, also what
+    the peers need); `tmp` holds the packed `.pot` files."""
+    tmp.mkdir(exist_ok=True)
+    sets = {}
     for pot in args.pot:
-        out[f"online {pot.name}, classes {args.classes}"] = online_set(
-            model, bundle, pot, classes, tmp / "baseline", peers=False
-        )["hccr"]
+        sets[f"online {pot.name}, classes {args.classes}"] = online_set(
+            model, bundle, pot, classes, tmp, peers
+        )
     for folder in args.offline:
-        out[f"offline {folder.name}"] = offline_set(model, bundle, folder, peers=False)["hccr"]
-    return out
+        sets[f"offline {folder.name}"] = offline_set(model, bundle, folder, peers)
+    return sets
 
 
 def _print_paired(baseline: str, sets: dict, base: dict, report: list[dict]) -> list[dict]:
@@ -297,7 +295,7 @@ def _print_paired(baseline: str, sets: dict, base: dict, report: list[dict]) -> 
           "| right only with the baseline | McNemar p |\n| --- | ---: | ---: | ---: | ---: | ---: "
           "| ---: |")  # fmt: skip
     for row, (name, s) in zip(report, sets.items(), strict=True):
-        b, h = base[name], s["hccr"]
+        b, h = base[name]["hccr"], s["hccr"]
         if len(b["right"]) != len(h["right"]):
             raise SystemExit(f"{name}: the baseline scored {len(b['right'])} samples, "
                              f"the model {len(h['right'])} (another charset?)")  # fmt: skip
